@@ -1,0 +1,184 @@
+"""Aligners: small heads that map backbone features into the shared audio-visual space (code_dim channels).
+
+Everything here works channels-last: image tokens [B, N, D], audio frames [B, T, D], plus a cls vector [B, D]
+(or None) that travels alongside. The original's 2-D convolutions over (freq=1, time) become linears: a 1x1 conv
+is a linear over channels, a (1 x w, stride w) conv is a linear over windows of w frames.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .transformer import Block
+
+Cls = Optional[torch.Tensor]
+
+# LayerNorm eps of every aligner norm (a hard-coded constant of the original, not stored in any config).
+ALIGNER_EPS = 1e-4
+# Heads of the self-attention aligner (hard-coded in the original).
+ALIGNER_HEADS = 6
+
+
+class ChannelNorm(nn.LayerNorm):
+    """LayerNorm over channels, applied to the features and to the cls vector alike."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(dim, eps=ALIGNER_EPS)
+
+    def forward(self, x: torch.Tensor, cls: Cls = None) -> tuple[torch.Tensor, Cls]:  # type: ignore[override]
+        return super().forward(x), None if cls is None else super().forward(cls)
+
+
+class LinearAligner(nn.Module):
+    """Optional norm, then a per-position linear. The cls goes through its own linear *un-normalised*
+    (the original normalises it and throws the result away; reproduced on purpose)."""
+
+    def __init__(self, dim_in: int, dim_out: int, use_norm: bool = True) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim_in, eps=ALIGNER_EPS) if use_norm else None
+        self.proj = nn.Linear(dim_in, dim_out)
+        self.cls_proj = nn.Linear(dim_in, dim_out)
+
+    def forward(self, x: torch.Tensor, cls: Cls = None) -> tuple[torch.Tensor, Cls]:
+        if self.norm is not None:
+            x = self.norm(x)
+        return self.proj(x), None if cls is None else self.cls_proj(cls)
+
+
+class TimePool(nn.Module):
+    """Learned temporal pooling: a linear over non-overlapping windows of `width` frames (a strided conv).
+
+    `norm=True` normalises first and returns the normalised cls (the older `*_3_3_pool` aligners);
+    `cls_proj=True` maps the cls with its own linear (the first stage of `audio_sa_3_3_pool_2`).
+    Trailing frames that do not fill a window are dropped, as the convolution does.
+    """
+
+    def __init__(self, dim_in: int, dim_out: int, width: int, *, norm: bool = False, cls_proj: bool = False) -> None:
+        super().__init__()
+        self.width = width
+        self.norm = nn.LayerNorm(dim_in, eps=ALIGNER_EPS) if norm else None
+        self.proj = nn.Linear(width * dim_in, dim_out)  # input index = k * dim_in + channel
+        self.cls_proj = nn.Linear(dim_in, dim_out) if cls_proj else None
+
+    def forward(self, x: torch.Tensor, cls: Cls = None) -> tuple[torch.Tensor, Cls]:
+        if self.norm is not None:
+            x = self.norm(x)
+            cls = None if cls is None else self.norm(cls)
+        b, t, d = x.shape
+        steps = t // self.width
+        x = self.proj(x[:, : steps * self.width].reshape(b, steps, self.width * d))
+        if self.cls_proj is not None and cls is not None:
+            cls = self.cls_proj(cls)
+        return x, cls
+
+
+class SelfAttentionAligner(nn.Module):
+    """One transformer block over the time steps, with the cls (if any) as an extra leading token.
+
+    The original zero-pads channels at the front up to a multiple of its 6 heads and drops them afterwards.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.pad = (ALIGNER_HEADS - dim % ALIGNER_HEADS) % ALIGNER_HEADS
+        self.block = Block(dim + self.pad, ALIGNER_HEADS, mlp_ratio=4.0, eps=ALIGNER_EPS)
+
+    def forward(self, x: torch.Tensor, cls: Cls = None) -> tuple[torch.Tensor, Cls]:
+        tokens = x if cls is None else torch.cat([cls[:, None], x], dim=1)
+        tokens = self.block(F.pad(tokens, (self.pad, 0)))[..., self.pad :]
+        if cls is None:
+            return tokens, None
+        return tokens[:, 1:], tokens[:, 0]
+
+
+class Identity(nn.Module):
+    """A stage with no effect. Stands for the original's frequency average, an identity on HuBERT's 1-row
+    features, so that stage indices stay aligned with the original layouts."""
+
+    def forward(self, x: torch.Tensor, cls: Cls = None) -> tuple[torch.Tensor, Cls]:
+        return x, cls
+
+
+class Aligner(nn.Module):
+    """An ordered chain of named stages, each mapping (features, cls) -> (features, cls)."""
+
+    def __init__(self, stages: list[tuple[str, nn.Module]]) -> None:
+        super().__init__()
+        self.stages = nn.ModuleDict(stages)
+
+    def forward(self, x: torch.Tensor, cls: Cls = None) -> tuple[torch.Tensor, Cls]:
+        for stage in self.stages.values():
+            x, cls = stage(x, cls)
+        return x, cls
+
+    @property
+    def time_reduction(self) -> int:
+        """How many input steps make one output step."""
+        factor = 1
+        for stage in self.stages.values():
+            if isinstance(stage, TimePool):
+                factor *= stage.width
+        return factor
+
+
+def build_image_aligner(kind: str | None, dim_in: int, code_dim: int) -> Aligner:
+    """Image aligners by the original's `image_aligner_type` name."""
+    if kind == "image_linear":
+        return Aligner([("linear", LinearAligner(dim_in, code_dim))])
+    if kind == "image_linear_no_norm":
+        return Aligner([("linear", LinearAligner(dim_in, code_dim, use_norm=False))])
+    if kind == "image_norm":
+        return Aligner([("norm", ChannelNorm(dim_in))])
+    if kind in (None, "image_id"):
+        return Aligner([])
+    raise ValueError(f"unsupported image_aligner_type {kind!r}; supported: {sorted(map(str, IMAGE_ALIGNERS))}")
+
+
+def build_audio_aligner(kind: str | None, dim_in: int, code_dim: int) -> Aligner:
+    """Audio aligners by the original's `audio_aligner_type` name; stage order = the original's mod_list order."""
+    c = code_dim
+
+    def pooled(attention: bool) -> list[tuple[str, nn.Module]]:
+        stages = [
+            ("linear", LinearAligner(dim_in, c)),
+            ("freq_avg", Identity()),
+            ("pool1", TimePool(c, c, 3, norm=True)),
+            ("pool2", TimePool(c, c, 3, norm=True)),
+        ]
+        return stages + [("attention", SelfAttentionAligner(c))] if attention else stages
+
+    factories = {
+        "audio_linear": lambda: [("linear", LinearAligner(dim_in, c)), ("freq_avg", Identity())],
+        "audio_sa": lambda: [
+            ("linear", LinearAligner(dim_in, c)),
+            ("freq_avg", Identity()),
+            ("attention", SelfAttentionAligner(c)),
+        ],
+        "audio_sa_sa": lambda: [
+            ("freq_avg", Identity()),
+            ("linear", LinearAligner(dim_in, c)),
+            ("attention", SelfAttentionAligner(c)),
+            ("attention2", SelfAttentionAligner(c)),
+        ],
+        "audio_3_3_pool": lambda: pooled(attention=False),
+        "audio_sa_3_3_pool": lambda: pooled(attention=True),
+        "audio_sa_3_3_pool_2": lambda: [
+            ("freq_avg", Identity()),
+            ("norm", ChannelNorm(dim_in)),
+            ("pool1", TimePool(dim_in, c, 3, cls_proj=True)),
+            ("pool2", TimePool(c, c, 3)),
+            ("attention", SelfAttentionAligner(c)),
+        ],
+        None: lambda: [],
+    }
+    if kind not in factories:
+        raise ValueError(f"unsupported audio_aligner_type {kind!r}; supported: {sorted(map(str, AUDIO_ALIGNERS))}")
+    return Aligner(factories[kind]())
+
+
+IMAGE_ALIGNERS = ("image_linear", "image_linear_no_norm", "image_norm", "image_id", None)
+AUDIO_ALIGNERS = ("audio_linear", "audio_sa", "audio_sa_sa", "audio_3_3_pool", "audio_sa_3_3_pool", "audio_sa_3_3_pool_2", None)

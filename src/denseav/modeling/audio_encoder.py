@@ -1,0 +1,162 @@
+"""Audio encoder: HuBERT-Large (the "stable layer norm" variant), written out in plain PyTorch.
+
+Conv feature encoder (7 strided convs, each LayerNorm + GELU) -> projection -> convolutional positions ->
+pre-norm transformer layers -> final LayerNorm. 16 kHz in, one frame per 320 samples (50 Hz) out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+
+@dataclass(frozen=True)
+class AudioEncoderConfig:
+    hidden_size: int = 1024
+    num_layers: int = 24
+    num_heads: int = 16
+    intermediate_size: int = 4096
+    conv_dim: tuple[int, ...] = (512,) * 7
+    conv_kernel: tuple[int, ...] = (10, 3, 3, 3, 3, 2, 2)
+    conv_stride: tuple[int, ...] = (5, 2, 2, 2, 2, 2, 2)
+    pos_conv_kernel: int = 128
+    pos_conv_groups: int = 16
+    # DenseAV overrides HuBERT's 1e-5 with 1e-4 for every config-driven LayerNorm; the conv encoder's
+    # LayerNorms are built with torch's default and keep 1e-5.
+    layer_norm_eps: float = 1e-4
+    conv_layer_norm_eps: float = 1e-5
+
+    @property
+    def receptive_field(self) -> int:
+        """Samples needed for one frame (400 for HuBERT)."""
+        field = 1
+        for k, s in reversed(list(zip(self.conv_kernel, self.conv_stride))):
+            field = (field - 1) * s + k
+        return field
+
+    @property
+    def hop(self) -> int:
+        """Samples between frames (320 for HuBERT)."""
+        hop = 1
+        for s in self.conv_stride:
+            hop *= s
+        return hop
+
+    def num_frames(self, num_samples: int) -> int:
+        n = num_samples
+        for k, s in zip(self.conv_kernel, self.conv_stride):
+            n = (n - k) // s + 1 if n >= k else 0
+        return max(n, 0)
+
+
+class ConvLayer(nn.Module):
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, eps: float) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(c_in, c_out, kernel, stride=stride)
+        self.norm = nn.LayerNorm(c_out, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, T]
+        x = self.conv(x)
+        x = self.norm(x.transpose(1, 2)).transpose(1, 2)
+        return F.gelu(x)
+
+
+class FeatureEncoder(nn.Module):
+    def __init__(self, config: AudioEncoderConfig) -> None:
+        super().__init__()
+        dims = (1,) + tuple(config.conv_dim)
+        self.layers = nn.ModuleList(
+            ConvLayer(dims[i], dims[i + 1], k, s, config.conv_layer_norm_eps)
+            for i, (k, s) in enumerate(zip(config.conv_kernel, config.conv_stride))
+        )
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:  # [B, N] -> [B, C, T]
+        x = waveform[:, None]
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class PositionalConv(nn.Module):
+    """Grouped conv over time whose output is added to the frames. Weight norm is folded into `conv.weight` at
+    load time. An even kernel with padding k/2 yields one extra frame, which is dropped (the last one)."""
+
+    def __init__(self, dim: int, kernel: int, groups: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=groups)
+        self.trim = 1 if kernel % 2 == 0 else 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, D]
+        y = self.conv(x.transpose(1, 2))
+        if self.trim:
+            y = y[..., : -self.trim]
+        return F.gelu(y).transpose(1, 2)
+
+
+class SelfAttention(nn.Module):
+    """HuBERT attention with q, k, v fused into one projection at load time (one matmul instead of three)."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.out(rearrange(x, "b h n d -> b n (h d)"))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, config: AudioEncoderConfig) -> None:
+        super().__init__()
+        d, eps = config.hidden_size, config.layer_norm_eps
+        self.attn_norm = nn.LayerNorm(d, eps=eps)
+        self.attn = SelfAttention(d, config.num_heads)
+        self.ffn_norm = nn.LayerNorm(d, eps=eps)
+        self.ffn = FeedForward(d, config.intermediate_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x))
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class AudioEncoder(nn.Module):
+    def __init__(self, config: AudioEncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        c, d = config.conv_dim[-1], config.hidden_size
+        self.feature_encoder = FeatureEncoder(config)
+        self.projection_norm = nn.LayerNorm(c, eps=config.layer_norm_eps)
+        self.projection = nn.Linear(c, d)
+        self.pos_conv = PositionalConv(d, config.pos_conv_kernel, config.pos_conv_groups)
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_layers))
+        self.norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
+
+    def conv_features(self, waveform: torch.Tensor) -> torch.Tensor:
+        """[B, N] waveform -> [B, C, T] output of the convolutional feature encoder."""
+        return self.feature_encoder(waveform)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        """[B, N] 16 kHz waveform -> [B, T, D] frames (T = (N - 400) // 320 + 1)."""
+        x = self.conv_features(waveform).transpose(1, 2)
+        x = self.projection(self.projection_norm(x))
+        x = x + self.pos_conv(x)
+        for layer in self.layers:
+            x = layer(x)
+        return self.norm(x)

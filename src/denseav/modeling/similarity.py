@@ -1,0 +1,116 @@
+"""Multi-head dense similarity between aligned audio and image features, and its aggregation to a score.
+
+The code_dim channels split into K contiguous blocks, one per head (two-head model: language, then sound).
+For audio step t and image position (y, x), head k's similarity is the dot product of the two features' k-th
+blocks; that volume [K, T, h, w] is the heatmap. All similarity arithmetic runs in float32.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from einops import rearrange
+from torch import nn
+
+AGGREGATIONS = ("misa", "mima", "sisa", "paired")
+HEAD_AGGREGATIONS = ("max_elementwise", "sum", "max")
+
+
+class Similarity(nn.Module):
+    def __init__(
+        self,
+        num_heads: int,
+        *,
+        use_cls: bool = False,
+        nonneg: bool = False,
+        aggregation: str = "misa",
+        head_aggregation: str = "max_elementwise",
+        mask_silence: bool = True,
+    ) -> None:
+        super().__init__()
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"unsupported sim_agg_type {aggregation!r}; supported: {AGGREGATIONS}")
+        if head_aggregation not in HEAD_AGGREGATIONS:
+            raise ValueError(f"unsupported head_agg {head_aggregation!r}; supported: {HEAD_AGGREGATIONS}")
+        self.num_heads = num_heads
+        self.use_cls = use_cls
+        self.nonneg = nonneg
+        self.aggregation = aggregation
+        self.head_aggregation = head_aggregation
+        self.mask_silence = mask_silence
+        # The training loss's log-temperature; kept so checkpoints round-trip, unused by inference.
+        self.register_buffer("calibration", torch.zeros(1))
+
+    @property
+    def calibration_weight(self) -> torch.Tensor:
+        """The contrastive temperature exp(w) clamped to [0.01, 100] (training only)."""
+        return self.calibration.exp().clamp(0.01, 100.0)
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        audio: torch.Tensor,
+        *,
+        audio_mask: Optional[torch.Tensor] = None,
+        image_cls: Optional[torch.Tensor] = None,
+        audio_cls: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Paired dense similarity.
+
+        image [B, N, C] (N = h*w positions), audio [B, T, C]; a batch of 1 on either side broadcasts (one clip
+        against many frames). Returns float32 [B, K, T, N]. Masked audio steps are exactly 0 (as the original).
+        """
+        k = self.num_heads
+        a = rearrange(audio.float(), "b t (k c) -> b k t c", k=k)
+        v = rearrange(image.float(), "b n (k c) -> b k c n", k=k)
+        sims = a @ v
+        if audio_mask is not None:
+            sims = sims * audio_mask[:, None, :, None].to(sims.dtype)
+        if self.use_cls:
+            if image_cls is None or audio_cls is None:
+                raise ValueError("this model's similarity uses the cls term but a cls feature is missing")
+            # Broadcasts the audio cls over frames; the original reshapes it with the image batch size instead
+            # and fails whenever the two batch sizes differ.
+            ac = rearrange(audio_cls.float(), "b (k c) -> b k c", k=k)
+            ic = rearrange(image_cls.float(), "b (k c) -> b k c", k=k)
+            sims = sims + (ac * ic).sum(-1)[..., None, None]
+        if self.nonneg:
+            sims = sims.clamp_min(0)
+        return sims
+
+    def combine_heads(self, sims: torch.Tensor) -> torch.Tensor:
+        """[B, K, T, N] -> [B, T, N]: element-wise max over heads (what the original calls agg_heads)."""
+        return sims.amax(dim=1)
+
+    def score(
+        self, sims: torch.Tensor, audio_mask: Optional[torch.Tensor] = None, *, per_head: bool = False
+    ) -> torch.Tensor:
+        """Aggregate [B, K, T, N] similarity to one number per pair ([B]) or per pair and head ([B, K])."""
+        b, _, t, _ = sims.shape
+        mask = audio_mask if (audio_mask is not None and self.mask_silence) else sims.new_ones(b, t, dtype=torch.bool)
+        mask = mask.to(sims.dtype)[:, None, :]  # [B, 1, T]
+        if not per_head and self.head_aggregation == "max_elementwise":
+            sims = sims.amax(dim=1, keepdim=True)
+        per = self._aggregate(sims, mask)  # [B, K']
+        if per_head:
+            return per
+        if self.head_aggregation == "max":
+            return per.amax(dim=1)
+        return per.sum(dim=1)
+
+    def _aggregate(self, sims: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        def masked_mean(x: torch.Tensor) -> torch.Tensor:  # over time
+            return (x * mask).sum(-1) / mask.sum(-1).clamp_min(0.001)
+
+        def masked_max(x: torch.Tensor) -> torch.Tensor:  # over time
+            return (x - (1 - mask[..., None]) * 1e7).amax(dim=-2)
+
+        if self.aggregation == "misa":
+            return masked_mean(sims.amax(dim=-1))
+        if self.aggregation == "mima":
+            return masked_max(sims.amax(dim=-1)[..., None]).squeeze(-1)
+        if self.aggregation == "sisa":
+            return masked_mean(sims.mean(dim=-1))
+        # "paired": half max-space/mean-time, half max-time/mean-space
+        return 0.5 * (masked_mean(sims.amax(dim=-1)) + masked_max(sims).mean(dim=-1))
