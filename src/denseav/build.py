@@ -63,8 +63,16 @@ def model_from_checkpoint(
 ) -> DenseAV:
     """Convert and load a read checkpoint strictly: a missing, unexpected or misshapen tensor is an error."""
     config = config_from_original(raw.hparams, raw.backbones, head_names)
-    dtype = resolve_dtype(dtype)
     model = build_denseav(config)
+    state = convert_strict(raw, model, resolve_dtype(dtype))
+    model.load_state_dict(state, strict=True, assign=True)
+    model.requires_grad_(False)
+    model.source = raw.source  # type: ignore[attr-defined]
+    return model.to(resolve_device(device)).eval()
+
+
+def convert_strict(raw: RawCheckpoint, model: DenseAV, dtype: Optional[torch.dtype] = None) -> dict[str, torch.Tensor]:
+    """`checkpoint_filter_fn`, then insist that the result fits `model` exactly (names and shapes)."""
     _check_lora(raw)
     state, unexpected = checkpoint_filter_fn(raw.tensors, model, dtype)
     expected = model.state_dict()
@@ -90,10 +98,7 @@ def model_from_checkpoint(
             + ". If this is a checkpoint with non-published backbone sizes, put a backbones.json beside it "
             "(see the README, 'Custom checkpoints')."
         )
-    model.load_state_dict(state, strict=True, assign=True)
-    model.requires_grad_(False)
-    model.source = raw.source  # type: ignore[attr-defined]
-    return model.to(resolve_device(device)).eval()
+    return state
 
 
 def _check_lora(raw: RawCheckpoint) -> None:

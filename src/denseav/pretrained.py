@@ -111,12 +111,10 @@ def hub_files(repo_id: str, *, revision: Optional[str] = None, pretrained: Optio
     try:
         config = Path(hf_hub_download(repo_id, config_file, revision=revision))
         weights = Path(hf_hub_download(repo_id, weights_file, revision=revision))
-        backbones = None
-        if pretrained is None:  # published repos have no backbones.json; others may (see checkpoint.py)
-            try:
-                backbones = Path(hf_hub_download(repo_id, "backbones.json", revision=revision))
-            except (EntryNotFoundError, LocalEntryNotFoundError):
-                backbones = None
+        try:  # optional: only checkpoints with non-published backbone sizes have one (see checkpoint.py)
+            backbones: Optional[Path] = Path(hf_hub_download(repo_id, "backbones.json", revision=revision))
+        except (EntryNotFoundError, LocalEntryNotFoundError):
+            backbones = None
     except RepositoryNotFoundError as e:
         raise ModelNotFoundError(f"no Hugging Face repo {repo_id!r} (or it is private): {e}") from e
     except LocalEntryNotFoundError as e:

@@ -1,0 +1,40 @@
+"""denseav: which pixels a sound or a spoken word refers to (DenseAV, Hamilton et al., CVPR 2024).
+
+>>> from denseav import ground
+>>> g = ground("dog.jpg", "bark.wav")      # two-head "sound-language" model by default
+>>> g.heatmaps.shape                        # [heads, T, h, w]
+>>> g.head_names                            # ("language", "sound")
+"""
+
+from .api import EncodedAudio, EncodedImage, encode_audio, encode_image, get_model, ground, similarity
+from .build import build_denseav, load
+from .checkpoint import checkpoint_filter_fn, config_from_original
+from .errors import CheckpointError, DenseAVError, InputError, ModelNotFoundError
+from .modeling import DenseAV, DenseAVConfig
+from .pretrained import DEFAULT_MODEL, list_models
+from .result import Grounding
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError",
+    "DEFAULT_MODEL",
+    "DenseAV",
+    "DenseAVConfig",
+    "DenseAVError",
+    "EncodedAudio",
+    "EncodedImage",
+    "Grounding",
+    "InputError",
+    "ModelNotFoundError",
+    "build_denseav",
+    "checkpoint_filter_fn",
+    "config_from_original",
+    "encode_audio",
+    "encode_image",
+    "get_model",
+    "ground",
+    "list_models",
+    "load",
+    "similarity",
+]

@@ -1,0 +1,90 @@
+"""Small synthetic media for the video / CLI tests, written with PyAV (no fixtures on disk needed)."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from pathlib import Path
+from typing import Optional
+
+import av
+import numpy as np
+
+
+def make_clip(
+    path: Path,
+    *,
+    width: int = 96,
+    height: int = 72,
+    fps: int = 10,
+    seconds: float = 3.0,
+    audio: bool = True,
+    audio_rate: int = 16_000,
+    audio_seconds: Optional[float] = None,
+    codec: str = "libx264",
+) -> Path:
+    """An MP4 with a white square sliding over a dark gradient and (optionally) an AAC 440 Hz tone."""
+    n_frames = int(round(seconds * fps))
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream(codec, rate=fps)
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        if codec == "libx264":
+            vs.options = {"preset": "ultrafast"}
+        if audio:
+            aus = out.add_stream("aac", rate=audio_rate, layout="mono")
+        yy, xx = np.mgrid[0:height, 0:width]
+        background = np.stack([xx * 60 // max(1, width), yy * 60 // max(1, height), np.full_like(xx, 40)], -1)
+        side = max(4, min(width, height) // 4)
+        for i in range(n_frames):
+            img = background.astype(np.uint8).copy()
+            x0 = int((width - side) * i / max(1, n_frames - 1))
+            y0 = (height - side) // 2
+            img[y0 : y0 + side, x0 : x0 + side] = 255
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            for packet in vs.encode(frame):
+                out.mux(packet)
+        for packet in vs.encode():
+            out.mux(packet)
+        if audio:
+            total = int(round((seconds if audio_seconds is None else audio_seconds) * audio_rate))
+            t = np.arange(total, dtype=np.float64) / audio_rate
+            wave = (0.3 * np.sin(2 * math.pi * 440 * t)).astype(np.float32)
+            block = 1024
+            for start in range(0, total, block):
+                chunk = wave[start : start + block][None]
+                frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
+                frame.sample_rate = audio_rate
+                frame.pts = start
+                frame.time_base = Fraction(1, audio_rate)
+                for packet in aus.encode(frame):
+                    out.mux(packet)
+            for packet in aus.encode():
+                out.mux(packet)
+    return path
+
+
+def probe(path: Path) -> dict:
+    """Decode a file fully: video frame count, rate, size, duration; audio duration from decoded samples."""
+    info: dict = {}
+    with av.open(str(path)) as c:
+        if c.streams.video:
+            vs = c.streams.video[0]
+            times = [f.time for f in c.decode(vs)]
+            info.update(
+                frames=len(times),
+                fps=float(vs.average_rate) if vs.average_rate else None,
+                width=vs.codec_context.width,
+                height=vs.codec_context.height,
+                codec=vs.codec_context.name,
+                video_seconds=(times[-1] - times[0] + 1 / float(vs.average_rate)) if times else 0.0,
+            )
+    with av.open(str(path)) as c:
+        if c.streams.audio:
+            a = c.streams.audio[0]
+            n, rate = 0, a.rate
+            for f in c.decode(a):
+                n += f.samples
+            info.update(audio_seconds=n / rate, audio_rate=rate, audio_codec=a.codec_context.name)
+    return info

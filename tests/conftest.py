@@ -1,0 +1,5 @@
+import os
+
+# Before anything imports huggingface_hub: never touch the network from tests.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

@@ -1,0 +1,152 @@
+"""The public API on the fixture models: result object, encode-once reuse, options, and every bad input."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import denseav
+from denseav.errors import InputError, ModelNotFoundError
+
+from _fixtures import PARITY_DIRS
+
+FOLDER = PARITY_DIRS[0] if PARITY_DIRS else Path("missing")
+
+
+@pytest.fixture(scope="module")
+def model() -> denseav.DenseAV:
+    return denseav.load(FOLDER, device="cpu")
+
+
+def noise(seconds: float, rate: int = 16000, seed: int = 0) -> torch.Tensor:
+    return torch.randn(int(seconds * rate), generator=torch.Generator().manual_seed(seed)) * 0.1
+
+
+def test_result_object(model):
+    g = denseav.ground(FOLDER / "image.png", FOLDER / "audio.wav", model=model)
+    k, t, h, w = g.heatmaps.shape
+    assert k == len(g.head_names) == len(model.head_names)
+    assert g.times.shape == (t,) and torch.all(g.times.diff() > 0)
+    assert math.isclose(float(g.times[0]), 1480 / 16000, rel_tol=1e-6)  # centre of the first 2,960-sample step
+    assert math.isclose(float(g.times[1] - g.times[0]), 0.18, rel_tol=1e-6)
+    h0, w0 = g.geometry.original_size
+    assert Image.open(FOLDER / "image.png").size == (w0, h0)
+    assert g.upsampled().shape == (k, h0, w0)
+    assert g.upsampled(time=2).shape == (k, h0, w0)
+    assert g.upsampled(time=None).shape == (k, t, h0, w0)
+    assert g.over_time("max").shape == (k, h, w)
+    assert torch.equal(g[g.head_names[-1]], g.heatmaps[-1])
+    assert g.smoothed().shape == g.heatmaps.shape
+    d = g.to_dict()
+    assert set(d["score_per_head"]) == set(g.head_names) and len(d["times"]) == t
+    assert "Grounding(" in repr(g)
+    with pytest.raises(KeyError, match="heads are"):
+        g["nonexistent"]
+
+
+def test_encode_once_reuse_equals_ground(model):
+    img = denseav.encode_image(FOLDER / "image.png", model=model)
+    clips = [noise(1.0, seed=i) for i in range(3)]
+    for clip in clips:
+        aud = denseav.encode_audio(clip, sample_rate=16000, model=model)
+        reused = denseav.similarity(img, aud, model=model)
+        direct = denseav.ground(FOLDER / "image.png", clip, sample_rate=16000, model=model)
+        assert torch.allclose(reused.heatmaps, direct.heatmaps)
+        assert denseav.ground(img, aud, model=model).score == reused.score
+
+
+def test_normalisation_default_and_raw(model):
+    clip = noise(1.0) * 7 + 0.3
+    normed = denseav.ground(FOLDER / "image.png", clip, sample_rate=16000, model=model)
+    raw = denseav.ground(FOLDER / "image.png", clip, sample_rate=16000, model=model, normalize_audio=False)
+    manual = (clip - clip.mean()) / torch.sqrt(clip.var(unbiased=False) + 1e-7)
+    via_manual = denseav.ground(FOLDER / "image.png", manual, sample_rate=16000, model=model, normalize_audio=False)
+    assert torch.allclose(normed.heatmaps, via_manual.heatmaps, atol=1e-4)
+    assert not torch.allclose(normed.heatmaps, raw.heatmaps, atol=1e-3)
+
+
+def test_image_sizes(model):
+    for size in (160, 224, 256):
+        g = denseav.ground(FOLDER / "image.png", noise(0.5), sample_rate=16000, model=model, image_size=size)
+        assert min(g.heatmaps.shape[-2:]) == size // 8
+    native = denseav.ground(FOLDER / "image.png", noise(0.5), sample_rate=16000, model=model, image_size=None)
+    h0, w0 = native.geometry.original_size
+    assert native.heatmaps.shape[-2:] == (h0 // 8, w0 // 8)
+
+
+def test_demo_pooling_halves_the_grid(model):
+    full = denseav.ground(FOLDER / "image.png", noise(0.5), sample_rate=16000, model=model)
+    pooled = denseav.ground(FOLDER / "image.png", noise(0.5), sample_rate=16000, model=model, demo_pooling=True)
+    assert pooled.heatmaps.shape[-2:] == (full.heatmaps.shape[-2] // 2, full.heatmaps.shape[-1] // 2)
+    assert pooled.upsampled().shape == full.upsampled().shape
+
+
+def test_model_accepts_name_path_or_model(model):
+    a = denseav.ground(FOLDER / "image.png", noise(0.5), sample_rate=16000, model=model)
+    b = denseav.ground(FOLDER / "image.png", noise(0.5), sample_rate=16000, model=str(FOLDER), device="cpu")
+    assert torch.allclose(a.heatmaps, b.heatmaps)
+
+
+def test_minimum_audio_length(model):
+    assert model.min_audio_samples == 2960
+    denseav.ground(FOLDER / "image.png", noise(2960 / 16000), sample_rate=16000, model=model)
+    with pytest.raises(InputError, match=r"0\.185 s \(2,960 samples\)"):
+        denseav.ground(FOLDER / "image.png", noise(2959 / 16000), sample_rate=16000, model=model)
+
+
+def test_silence_warns_without_nan(model):
+    with pytest.warns(UserWarning, match="silen"):
+        g = denseav.ground(FOLDER / "image.png", torch.zeros(16000), sample_rate=16000, model=model)
+    assert torch.isfinite(g.heatmaps).all() and math.isfinite(g.score)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_audio(model, bad):
+    clip = noise(1.0)
+    clip[100] = bad
+    with pytest.raises(InputError, match="NaN|inf"):
+        denseav.ground(FOLDER / "image.png", clip, sample_rate=16000, model=model)
+
+
+def test_empty_audio(model):
+    with pytest.raises(InputError, match="empty|no audio|0 samples"):
+        denseav.ground(FOLDER / "image.png", np.zeros(0, np.float32), sample_rate=16000, model=model)
+
+
+def test_missing_files(model, tmp_path):
+    with pytest.raises(InputError, match="nope.png"):
+        denseav.ground(tmp_path / "nope.png", noise(1.0), sample_rate=16000, model=model)
+    with pytest.raises(InputError, match="nope.wav"):
+        denseav.ground(FOLDER / "image.png", tmp_path / "nope.wav", model=model)
+
+
+def test_undecodable_files(model, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not media " * 100)
+    with pytest.raises(InputError, match="could not read an image"):
+        denseav.ground(text, noise(1.0), sample_rate=16000, model=model)
+    with pytest.raises(InputError, match="decode|no audio track"):
+        denseav.ground(FOLDER / "image.png", text, model=model)
+
+
+def test_image_smaller_than_a_patch(model):
+    tiny = np.zeros((5, 5, 3), np.uint8)
+    with pytest.raises(InputError, match="8"):
+        denseav.ground(tiny, noise(1.0), sample_rate=16000, model=model, image_size=None)
+
+
+def test_bad_options(model):
+    with pytest.raises(InputError, match="multiple of the patch size 8.*96 or 104"):
+        denseav.ground(FOLDER / "image.png", noise(1.0), sample_rate=16000, model=model, image_size=100)
+    with pytest.raises(InputError, match="sample_rate"):
+        denseav.ground(FOLDER / "image.png", noise(1.0), model=model)
+    with pytest.raises(ModelNotFoundError, match="sound-language"):
+        denseav.ground(FOLDER / "image.png", noise(1.0), sample_rate=16000, model="no-such-model")
+    with pytest.raises(ValueError, match="device"):
+        denseav.ground(FOLDER / "image.png", noise(1.0), sample_rate=16000, model=model, device="tpu:9")
