@@ -150,3 +150,51 @@ def test_bad_options(model):
         denseav.ground(FOLDER / "image.png", noise(1.0), sample_rate=16000, model="no-such-model")
     with pytest.raises(ValueError, match="device"):
         denseav.ground(FOLDER / "image.png", noise(1.0), sample_rate=16000, model=model, device="tpu:9")
+
+
+def test_batches_match_single_calls(model):
+    from PIL import Image as PILImage
+
+    base = PILImage.open(FOLDER / "image.png").convert("RGB")
+    images = [FOLDER / "image.png", base.resize((200, 120)), base.resize((96, 160)), base]  # mixed sizes
+    clips = [noise(0.6, seed=1), noise(1.0, seed=2), noise(0.6, seed=3)]  # mixed lengths
+    many_images = denseav.ground(images, clips[1], sample_rate=16000, model=model, batch_size=2)
+    assert isinstance(many_images, list) and len(many_images) == len(images)
+    for img, g in zip(images, many_images):
+        single = denseav.ground(img, clips[1], sample_rate=16000, model=model)
+        assert g.heatmaps.shape == single.heatmaps.shape
+        assert torch.allclose(g.heatmaps, single.heatmaps, atol=1e-4, rtol=1e-5)
+    many_clips = denseav.ground(images[0], clips, sample_rate=16000, model=model)
+    for clip, g in zip(clips, many_clips):
+        single = denseav.ground(images[0], clip, sample_rate=16000, model=model)
+        assert torch.allclose(g.heatmaps, single.heatmaps, atol=1e-4, rtol=1e-5)
+    paired = denseav.ground(images[:3], clips, sample_rate=16000, model=model)
+    assert [g.heatmaps.shape[1] for g in paired] == [g.heatmaps.shape[1] for g in many_clips]
+    with pytest.raises(InputError, match="equal length"):
+        denseav.ground(images, clips, sample_rate=16000, model=model)
+
+
+def test_long_audio_is_windowed(model, monkeypatch):
+    clip = noise(12.0, seed=5)
+    whole = denseav.encode_audio(clip, sample_rate=16000, model=model)
+    monkeypatch.setattr(model, "audio_window_seconds", 4.0)
+    monkeypatch.setattr(model, "audio_window_overlap_seconds", 1.0)
+    windowed = denseav.encode_audio(clip, sample_rate=16000, model=model)
+    a, b = whole.features.features, windowed.features.features
+    assert a.shape == b.shape and torch.equal(whole.times, windowed.times)
+    # Same except near window seams: most steps agree closely, none is wildly off.
+    close = ((a - b).abs().amax(dim=-1) < 0.05 * a.abs().amax()).float().mean()
+    assert close > 0.5
+    assert torch.isfinite(b).all()
+    short = denseav.encode_audio(noise(3.0), sample_rate=16000, model=model)  # under the window: exact, whole
+    monkeypatch.setattr(model, "audio_window_seconds", None)
+    assert torch.equal(short.features.features, denseav.encode_audio(noise(3.0), sample_rate=16000, model=model).features.features)
+
+
+def test_conv_features_chunking_is_exact(model, monkeypatch):
+    wave = noise(5.0, seed=9)[None]
+    with torch.inference_mode():
+        whole = model.audio_encoder.conv_features(wave)
+        monkeypatch.setattr(model.audio_encoder.feature_encoder, "chunk_frames", 37)
+        chunked = model.audio_encoder.conv_features(wave)
+    assert torch.allclose(whole, chunked, atol=1e-5)

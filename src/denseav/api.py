@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field, replace
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import torch
 
@@ -18,6 +18,7 @@ from .pretrained import DEFAULT_MODEL
 from .result import Grounding
 
 ModelLike = Union[str, os.PathLike, DenseAV]
+AudioInput = Union[str, os.PathLike, torch.Tensor, "numpy.ndarray"]
 
 _cache: dict[tuple, DenseAV] = {}
 _cache_lock = threading.Lock()
@@ -67,66 +68,114 @@ class EncodedAudio:
     waveform: Optional[torch.Tensor] = field(default=None, repr=False)  # the model's 16 kHz input [N]
 
 
+def _is_batch(x: object) -> bool:
+    return isinstance(x, (list, tuple))
+
+
+def _chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
 def encode_image(
-    image: ImageInput,
+    image: Union[ImageInput, Sequence[ImageInput]],
     *,
     model: ModelLike = DEFAULT_MODEL,
     image_size: Optional[int] = DEFAULT_IMAGE_SIZE,
     background: tuple[int, int, int] = DEFAULT_BACKGROUND,
     demo_pooling: bool = False,
+    batch_size: int = 8,
     device: Union[str, torch.device, None] = None,
     dtype: DTypeLike = None,
-) -> EncodedImage:
-    """Encode one image (path, PIL image, HWC uint8 array or CHW tensor).
+) -> Union[EncodedImage, list[EncodedImage]]:
+    """Encode an image (path, PIL image, HWC uint8 array or CHW tensor), or a list of them (-> a list).
 
     image_size: the short side after resizing (224, as the original; any multiple of 8), or None for the native
         resolution; the long side is then cropped to a multiple of 8 (top-left anchored, as the original).
     background: the colour transparent pixels are composited onto.
     demo_pooling: reproduce the public demo's 2x2-pooled (half resolution) maps.
+    batch_size: images of the same processed size run through the encoder together, this many at a time.
     """
     net = get_model(model, device=device, dtype=dtype)
-    rgb = to_rgb_uint8(image, background=background)
-    pixels, geometry = preprocess_image(rgb, image_size=image_size, background=background)
+    items = list(image) if _is_batch(image) else [image]
+    prepared = []
+    for item in items:
+        rgb = to_rgb_uint8(item, background=background)
+        pixels, geometry = preprocess_image(rgb, image_size=image_size, background=background)
+        prepared.append((rgb, pixels, geometry))
+    out: list[Optional[EncodedImage]] = [None] * len(items)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, (_, pixels, _) in enumerate(prepared):
+        groups.setdefault(tuple(pixels.shape), []).append(i)  # same size -> one batch
     with torch.inference_mode():
-        feats = net.encode_image(pixels[None], demo_pooling=demo_pooling)
-    return EncodedImage(feats, geometry, rgb)
+        for indices in groups.values():
+            for chunk in _chunks(indices, max(1, batch_size)):
+                feats = net.encode_image(torch.stack([prepared[i][1] for i in chunk]), demo_pooling=demo_pooling)
+                for j, i in enumerate(chunk):
+                    one = ImageFeatures(
+                        feats.features[j : j + 1], None if feats.cls is None else feats.cls[j : j + 1], feats.grid
+                    )
+                    out[i] = EncodedImage(one, prepared[i][2], prepared[i][0])
+    return out if _is_batch(image) else out[0]  # type: ignore[return-value]
 
 
 def encode_audio(
-    audio: Union[str, os.PathLike, torch.Tensor, "object"],
+    audio: Union[AudioInput, Sequence[AudioInput]],
     *,
     model: ModelLike = DEFAULT_MODEL,
     sample_rate: Optional[int] = None,
     normalize: bool = True,
     channel: Union[str, int] = "mix",
     demo_pooling: bool = False,
+    batch_size: int = 8,
     device: Union[str, torch.device, None] = None,
     dtype: DTypeLike = None,
-) -> EncodedAudio:
-    """Encode one clip (a file path, or a 1-D/2-D array or tensor with `sample_rate`).
+) -> Union[EncodedAudio, list[EncodedAudio]]:
+    """Encode a clip (a file path, or a 1-D/2-D array or tensor with `sample_rate`), or a list of them.
 
     normalize: zero mean / unit variance, as the model was trained (default). False feeds the raw waveform, as
         the original public demo did.
     channel: "mix" (mean of channels, default), "first" (the original demo's choice) or a channel index.
+    batch_size: clips of equal length run through the encoder together (the original passes HuBERT no padding
+        mask, so clips of different lengths are encoded separately to stay exact).
+    Clips longer than `model.audio_window_seconds` (30 s) are encoded in overlapping windows.
     """
     net = get_model(model, device=device, dtype=dtype)
-    wave = prepare_audio(audio, sample_rate, channel=channel, normalize=normalize)
-    n = wave.shape[-1]
+    items = list(audio) if _is_batch(audio) else [audio]
+    waves = [prepare_audio(item, sample_rate, channel=channel, normalize=normalize) for item in items]
     need = net.min_audio_samples
-    if n < need:
-        raise InputError(
-            f"the audio is {n / SAMPLE_RATE:.3f} s long ({n:,} samples at 16 kHz); DenseAV needs at least "
-            f"{need / SAMPLE_RATE:.3f} s ({need:,} samples) for one time step. Use a longer clip or pad it with silence."
-        )
+    for wave in waves:
+        n = wave.shape[-1]
+        if n < need:
+            raise InputError(
+                f"the audio is {n / SAMPLE_RATE:.3f} s long ({n:,} samples at 16 kHz); DenseAV needs at least "
+                f"{need / SAMPLE_RATE:.3f} s ({need:,} samples) for one time step. Use a longer clip or pad it "
+                "with silence."
+            )
+    out: list[Optional[EncodedAudio]] = [None] * len(items)
+    groups: dict[int, list[int]] = {}
+    for i, wave in enumerate(waves):
+        groups.setdefault(wave.shape[-1], []).append(i)
+    window = net.audio_window_seconds
     with torch.inference_mode():
-        feats = net.encode_audio(wave[None], demo_pooling=demo_pooling)
-    times = net.audio_step_times(feats.features.shape[1])
-    return EncodedAudio(feats, times.float(), n / SAMPLE_RATE, wave)
+        for n, indices in groups.items():
+            size = 1 if (window is not None and n > window * SAMPLE_RATE) else max(1, batch_size)
+            for chunk in _chunks(indices, size):
+                feats = net.encode_audio(torch.stack([waves[i] for i in chunk]), demo_pooling=demo_pooling)
+                times = net.audio_step_times(feats.features.shape[1]).float()
+                for j, i in enumerate(chunk):
+                    one = AudioFeatures(
+                        feats.features[j : j + 1],
+                        None if feats.cls is None else feats.cls[j : j + 1],
+                        feats.mask[j : j + 1],
+                    )
+                    out[i] = EncodedAudio(one, times, n / SAMPLE_RATE, waves[i])
+    return out if _is_batch(audio) else out[0]  # type: ignore[return-value]
 
 
 def ground(
-    image: Union[ImageInput, EncodedImage],
-    audio: Union[str, os.PathLike, torch.Tensor, "object", EncodedAudio],
+    image: Union[ImageInput, EncodedImage, Sequence[Union[ImageInput, EncodedImage]]],
+    audio: Union[AudioInput, EncodedAudio, Sequence[Union[AudioInput, EncodedAudio]]],
     *,
     model: ModelLike = DEFAULT_MODEL,
     sample_rate: Optional[int] = None,
@@ -135,26 +184,53 @@ def ground(
     image_size: Optional[int] = DEFAULT_IMAGE_SIZE,
     background: tuple[int, int, int] = DEFAULT_BACKGROUND,
     demo_pooling: bool = False,
+    batch_size: int = 8,
     device: Union[str, torch.device, None] = None,
     dtype: DTypeLike = None,
-) -> Grounding:
+) -> Union[Grounding, list[Grounding]]:
     """Which pixels of `image` the sound in `audio` refers to, per head and per audio step.
 
     image: a path, PIL image, HWC uint8 array, CHW tensor, or an `EncodedImage` from `encode_image`.
     audio: a path (wav, flac, mp3, ogg, m4a, or a video's audio track), a 1-D/2-D array or tensor with
         `sample_rate`, or an `EncodedAudio` from `encode_audio`.
+    Batches: a list of images with one clip, one image with a list of clips, or two lists of equal length
+        (paired) give a list of results; inputs are encoded in batches (`batch_size`).
     model: a registry name ("sound-language" default, "language", "sound"), a local checkpoint path, or a model
         from `denseav.load`.
     Other options as in `encode_image` / `encode_audio`.
     """
     net = get_model(model, device=device, dtype=dtype)
-    enc_image = image if isinstance(image, EncodedImage) else encode_image(
-        image, model=net, image_size=image_size, background=background, demo_pooling=demo_pooling
-    )
-    enc_audio = audio if isinstance(audio, EncodedAudio) else encode_audio(
-        audio, model=net, sample_rate=sample_rate, normalize=normalize_audio, channel=channel, demo_pooling=demo_pooling
-    )
-    return similarity(enc_image, enc_audio, model=net)
+    images = list(image) if _is_batch(image) else [image]
+    audios = list(audio) if _is_batch(audio) else [audio]
+    if _is_batch(image) and _is_batch(audio) and len(images) != len(audios):
+        raise InputError(
+            f"got {len(images)} images and {len(audios)} clips; pass lists of equal length (paired), or one image "
+            "or one clip to pair with every item of the other list"
+        )
+    if not images or not audios:
+        raise InputError("nothing to ground: an empty list of images or clips")
+    raw_images = [i for i, x in enumerate(images) if not isinstance(x, EncodedImage)]
+    if raw_images:
+        encoded = encode_image(
+            [images[i] for i in raw_images], model=net, image_size=image_size, background=background,
+            demo_pooling=demo_pooling, batch_size=batch_size,
+        )
+        for i, e in zip(raw_images, encoded):
+            images[i] = e
+    raw_audios = [i for i, x in enumerate(audios) if not isinstance(x, EncodedAudio)]
+    if raw_audios:
+        encoded = encode_audio(
+            [audios[i] for i in raw_audios], model=net, sample_rate=sample_rate, normalize=normalize_audio,
+            channel=channel, demo_pooling=demo_pooling, batch_size=batch_size,
+        )
+        for i, e in zip(raw_audios, encoded):
+            audios[i] = e
+    n = max(len(images), len(audios))
+    results = [
+        similarity(images[i if len(images) > 1 else 0], audios[i if len(audios) > 1 else 0], model=net)
+        for i in range(n)
+    ]
+    return results if (_is_batch(image) or _is_batch(audio)) else results[0]
 
 
 def similarity(image: EncodedImage, audio: EncodedAudio, *, model: ModelLike = DEFAULT_MODEL) -> Grounding:

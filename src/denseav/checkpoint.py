@@ -95,9 +95,62 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def read_safetensors(weights: Path, config: Optional[Path], backbones: Optional[Path] = None) -> RawCheckpoint:
-    from safetensors import SafetensorError, safe_open
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+}
 
+
+class SafetensorsFile:
+    """A minimal safetensors reader that reads each tensor with one `readinto` into its final buffer.
+
+    Unlike a memory map, nothing of the file stays resident once read, so loading holds one copy of the weights
+    (a mapped file's touched pages count towards the process's resident memory until unmapped). The whole layout
+    is validated up front, so a truncated download fails before anything is built.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        size = path.stat().st_size
+        self._file = open(path, "rb")
+        head = self._file.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if n <= 0 or n > min(size - 8, 100 << 20):
+            raise ValueError("no valid safetensors header")
+        try:
+            header = json.loads(self._file.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"unreadable header: {e}") from e
+        header.pop("__metadata__", None)
+        self.base = 8 + n
+        self.entries: dict[str, tuple[torch.dtype, tuple[int, ...], int, int]] = {}
+        for key, info in header.items():
+            dtype = _SAFETENSORS_DTYPES.get(info.get("dtype"))
+            if dtype is None:
+                raise ValueError(f"tensor {key!r} has unsupported dtype {info.get('dtype')!r}")
+            shape = tuple(int(x) for x in info["shape"])
+            begin, end = (int(x) for x in info["data_offsets"])
+            if end - begin != torch.Size(shape).numel() * torch.empty(0, dtype=dtype).element_size():
+                raise ValueError(f"tensor {key!r}: byte range does not match its shape")
+            if self.base + end > size:
+                raise ValueError(f"file ends at byte {size:,} but tensor {key!r} needs bytes up to {self.base + end:,}")
+            self.entries[key] = (dtype, shape, begin, end)
+
+    def get(self, key: str) -> torch.Tensor:
+        dtype, shape, begin, end = self.entries[key]
+        tensor = torch.empty(shape, dtype=dtype)
+        if end > begin:
+            self._file.seek(self.base + begin)
+            view = memoryview(tensor.reshape(-1).view(torch.uint8).numpy())
+            if self._file.readinto(view) != end - begin:
+                raise ValueError(f"short read of {key!r}")
+        return tensor
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_safetensors(weights: Path, config: Optional[Path], backbones: Optional[Path] = None) -> RawCheckpoint:
     if config is None or not config.is_file():
         raise CheckpointError(
             f"{weights} has no config.json beside it; DenseAV checkpoints on the Hub ship one (it says how the "
@@ -105,10 +158,8 @@ def read_safetensors(weights: Path, config: Optional[Path], backbones: Optional[
         )
     hparams = _read_json(config, "checkpoint config")
     try:
-        handle = safe_open(str(weights), framework="pt", device="cpu")
-        keys = list(handle.keys())
-        shapes = {k: tuple(handle.get_slice(k).get_shape()) for k in keys}
-    except (SafetensorError, OSError, ValueError) as e:
+        reader = SafetensorsFile(weights)
+    except (OSError, ValueError, KeyError, TypeError) as e:
         size = weights.stat().st_size if weights.exists() else 0
         raise CheckpointError(
             f"{weights} is not a readable safetensors file ({size:,} bytes; {e}). It is probably corrupt or a "
@@ -117,12 +168,13 @@ def read_safetensors(weights: Path, config: Optional[Path], backbones: Optional[
 
     def get(key: str) -> torch.Tensor:
         try:
-            return handle.get_tensor(key)
-        except (SafetensorError, OSError, ValueError) as e:
+            return reader.get(key)
+        except (OSError, ValueError) as e:
             raise CheckpointError(f"{weights} is truncated or corrupt (reading {key!r}: {e}); download it again") from e
 
     bb = _read_json(backbones, "backbone sizes") if backbones is not None and backbones.is_file() else None
-    return RawCheckpoint(hparams, TensorSource(keys, get, shapes), bb, str(weights))
+    shapes = {k: v[1] for k, v in reader.entries.items()}
+    return RawCheckpoint(hparams, TensorSource(list(reader.entries), get, shapes), bb, str(weights))
 
 
 def read_ckpt(path: Path, backbones: Optional[Path] = None) -> RawCheckpoint:

@@ -7,6 +7,7 @@ pre-norm transformer layers -> final LayerNorm. 16 kHz in, one frame per 320 sam
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -66,19 +67,37 @@ class ConvLayer(nn.Module):
 
 
 class FeatureEncoder(nn.Module):
+    """The 7 strided convolutions. Each output frame sees only its own 400 samples, so long audio is processed in
+    chunks of `chunk_frames` frames with identical results and bounded memory (the first layer alone would
+    otherwise hold 512 floats per 5 samples: 3.9 GB for ten minutes)."""
+
+    chunk_frames = 1000
+
     def __init__(self, config: AudioEncoderConfig) -> None:
         super().__init__()
+        self.config = config
         dims = (1,) + tuple(config.conv_dim)
         self.layers = nn.ModuleList(
             ConvLayer(dims[i], dims[i + 1], k, s, config.conv_layer_norm_eps)
             for i, (k, s) in enumerate(zip(config.conv_kernel, config.conv_stride))
         )
 
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:  # [B, N] -> [B, C, T]
+    def _run(self, waveform: torch.Tensor) -> torch.Tensor:
         x = waveform[:, None]
         for layer in self.layers:
             x = layer(x)
         return x
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:  # [B, N] -> [B, C, T]
+        frames = self.config.num_frames(waveform.shape[-1])
+        if frames <= self.chunk_frames:
+            return self._run(waveform)
+        hop, field = self.config.hop, self.config.receptive_field
+        chunks = []
+        for f0 in range(0, frames, self.chunk_frames):
+            f1 = min(f0 + self.chunk_frames, frames)
+            chunks.append(self._run(waveform[:, f0 * hop : (f1 - 1) * hop + field]))
+        return torch.cat(chunks, dim=-1)
 
 
 class PositionalConv(nn.Module):
@@ -152,11 +171,43 @@ class AudioEncoder(nn.Module):
         """[B, N] waveform -> [B, C, T] output of the convolutional feature encoder."""
         return self.feature_encoder(waveform)
 
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        """[B, N] 16 kHz waveform -> [B, T, D] frames (T = (N - 400) // 320 + 1)."""
+    def _encode(self, waveform: torch.Tensor) -> torch.Tensor:
         x = self.conv_features(waveform).transpose(1, 2)
         x = self.projection(self.projection_norm(x))
         x = x + self.pos_conv(x)
         for layer in self.layers:
             x = layer(x)
         return self.norm(x)
+
+    def forward(
+        self, waveform: torch.Tensor, *, window_frames: Optional[int] = None, overlap_frames: int = 250
+    ) -> torch.Tensor:
+        """[B, N] 16 kHz waveform -> [B, T, D] frames (T = (N - 400) // 320 + 1).
+
+        Clips of up to `window_frames` frames are encoded whole, exactly as the original. Longer clips are encoded
+        in windows of `window_frames` frames that overlap by `overlap_frames` and are cross-faded linearly in the
+        overlaps, so time and memory grow linearly instead of quadratically (attention) with the length.
+        """
+        frames = self.config.num_frames(waveform.shape[-1])
+        if window_frames is None or frames <= window_frames:
+            return self._encode(waveform)
+        if not 0 < overlap_frames < window_frames // 2:
+            raise ValueError(f"overlap_frames must be in (0, {window_frames // 2}), got {overlap_frames}")
+        hop, field = self.config.hop, self.config.receptive_field
+        step = window_frames - overlap_frames
+        starts = list(range(0, frames - window_frames, step)) + [frames - window_frames]
+        out = None
+        total = torch.zeros(frames, 1, dtype=torch.float32, device=waveform.device)
+        ramp = (torch.arange(overlap_frames, dtype=torch.float32, device=waveform.device) + 0.5) / overlap_frames
+        for i, s in enumerate(starts):
+            y = self._encode(waveform[:, s * hop : (s + window_frames - 1) * hop + field]).float()
+            w = torch.ones(window_frames, 1, dtype=torch.float32, device=waveform.device)
+            if i > 0:
+                w[:overlap_frames, 0] = ramp
+            if i < len(starts) - 1:
+                w[-overlap_frames:, 0] = ramp.flip(0)
+            if out is None:
+                out = torch.zeros(y.shape[0], frames, y.shape[2], dtype=torch.float32, device=y.device)
+            out[:, s : s + window_frames] += y * w
+            total[s : s + window_frames] += w
+        return (out / total).to(waveform.dtype)

@@ -69,6 +69,11 @@ class AudioFeatures:
 
 
 class DenseAV(nn.Module):
+    # Clips up to this long go through the audio encoder whole, exactly as the original; longer ones in
+    # overlapping windows (see AudioEncoder.forward). None = always whole (memory and time grow quadratically).
+    audio_window_seconds: Optional[float] = 30.0
+    audio_window_overlap_seconds: float = 5.0
+
     def __init__(self, config: DenseAVConfig) -> None:
         super().__init__()
         self.config = config
@@ -151,7 +156,12 @@ class DenseAV(nn.Module):
         `sample_mask` [B, N] marks real samples (1) against padding (0); it is resized to the steps as the original.
         """
         waveform = waveform.to(device=self.device, dtype=self.dtype)
-        frames = self.audio_encoder(waveform)
+        window = None
+        if self.audio_window_seconds is not None:
+            window = int(self.audio_window_seconds * 16_000) // self.config.audio_encoder.hop
+        frames = self.audio_encoder(
+            waveform, window_frames=window, overlap_frames=int(self.audio_window_overlap_seconds * 50)
+        )
         b = frames.shape[0]
         cls = None if self.audio_cls is None else self.audio_cls.expand(b, -1)
         feats, cls = self.audio_aligner(frames, cls)
