@@ -28,14 +28,16 @@ from denseav.errors import InputError
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-def _fixture_root() -> Path:
+def _parity_root() -> Path:
+    # Same convention as tests/_fixtures.py: DENSEAV_FIXTURES names the shared fixtures folder (holding parity/).
     env = os.environ.get("DENSEAV_FIXTURES")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "parity"
+    root = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+    return root / "parity"
 
 
-FIXTURES = sorted(p for p in _fixture_root().glob("*") if (p / "audio.wav").is_file() and (p / "expected.safetensors").is_file())
+FIXTURES = sorted(
+    p for p in _parity_root().glob("*") if (p / "audio.wav").is_file() and (p / "expected.safetensors").is_file()
+)
 
 
 def _write_wav_int16(path: Path, data: np.ndarray, rate: int) -> None:
@@ -124,7 +126,7 @@ def test_output_length(rate: int, length: int) -> None:
 
 def test_same_rate_is_identity() -> None:
     x = torch.randn(100)
-    assert resample(x, 16000) is x
+    assert SAMPLE_RATE == 16000 and resample(x, SAMPLE_RATE) is x
 
 
 @pytest.mark.parametrize("rate,freq", [(44100, 1000.0), (48000, 3000.0), (22254, 440.0), (8000, 1500.0)])

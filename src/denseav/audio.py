@@ -59,7 +59,7 @@ class AudioFileNotFoundError(InputError, FileNotFoundError):
 
 # --------------------------------------------------------------------------------------------- decoding
 
-# Integer sample formats: (numpy dtype, offset, scale). FFmpeg's swresample converts s16 -> flt as
+# Integer sample formats: (offset, scale). FFmpeg's swresample converts s16 -> flt as
 # x * (1.0f / (1 << 15)), i.e. int -> float32 first, then an exact power-of-two multiply; we do the same.
 _INT_FORMATS = {
     "u8": (-128, 2.0**-7),
@@ -126,9 +126,6 @@ def decode_audio(path: str | os.PathLike[str]) -> tuple[torch.Tensor, int]:
                     )
                 if frame.samples:
                     chunks.append(_frame_to_float32(frame, n_ch))
-            if rate is None:
-                # No frame decoded: fall back to the header's rate only to make the message right.
-                rate = stream.rate or stream.codec_context.sample_rate
     except av.error.FFmpegError as e:
         if isinstance(e, PermissionError):
             raise InputError(f"cannot read {str(p)!r}: permission denied; check the file's permissions") from e
@@ -137,7 +134,7 @@ def decode_audio(path: str | os.PathLike[str]) -> tuple[torch.Tensor, int]:
             "is it an audio or video file?"
         ) from e
 
-    if not chunks or not rate:
+    if not chunks or rate is None:
         raise InputError(f"{str(p)!r} contains no audio samples; pass a file with a non-empty audio track")
     wav = torch.from_numpy(np.concatenate(chunks, axis=1))
     return wav, int(rate)
@@ -165,6 +162,8 @@ def _kernel_values(
 
 def _dense_kernel(orig: int, new: int, width: int, base_freq: float, lpw: int, dtype: torch.dtype) -> torch.Tensor:
     # Exactly torchaudio's _get_sinc_resample_kernel with dtype=waveform.dtype: [new, 1, 2 * width + orig].
+    # Kept as a literal copy (same tensor shapes too) rather than via _kernel_values: torch's sin/cos may round
+    # the last elements of a tensor differently from the vectorised bulk, so shapes matter for bit-exactness.
     idx = torch.arange(-width, width + orig, dtype=dtype)[None, None] / orig
     t = torch.arange(0, -new, -1, dtype=dtype)[:, None, None] / new + idx
     t *= base_freq
@@ -324,10 +323,7 @@ def _check_rate(rate: object, name: str) -> int:
         raise InputError(f"{name} must be a positive int in Hz, got {rate!r}; pass e.g. {name}=44100")
     if isinstance(rate, (float, np.floating)) and float(rate).is_integer():
         rate = int(rate)  # 44100.0 is a fine way of saying 44100
-    try:
-        value = int(rate) if isinstance(rate, (int, np.integer)) else None
-    except (TypeError, ValueError):
-        value = None
+    value = int(rate) if isinstance(rate, (int, np.integer)) else None
     if value is None or value <= 0:
         raise InputError(f"{name} must be a positive int in Hz, got {rate!r}; pass e.g. {name}=44100")
     return value
