@@ -35,7 +35,7 @@ def get_model(
     """A loaded model: passed through if already one, else loaded once and kept (the last two are cached)."""
     if isinstance(model, DenseAV):
         if dtype is not None and resolve_dtype(dtype) != model.dtype:
-            model = model.to(resolve_dtype(dtype))
+            model = model.set_dtype(resolve_dtype(dtype))
         if device is not None and resolve_device(device) != model.device:
             model = model.to(resolve_device(device))
         return model

@@ -27,7 +27,8 @@ from torch import nn
 
 from .errors import CheckpointError
 from .modeling import AudioEncoderConfig, DenseAV, DenseAVConfig, ImageEncoderConfig
-from .modeling.aligners import ChannelNorm, LinearAligner, SelfAttentionAligner, TimePool
+from .modeling.aligners import ChannelNorm, LinearAligner, TimePool
+from .modeling.layers import matmul_parameter_names
 
 LORA_ALPHA = 32  # hard-coded in the original, not stored in any config
 BACKBONES_FILE = "backbones.json"
@@ -403,16 +404,19 @@ def checkpoint_filter_fn(state: Mapping[str, torch.Tensor], model: DenseAV, dtyp
     """Original state dict -> (this package's state dict, unexpected original keys).
 
     Reads each tensor once; pending pieces (LoRA A/B, weight-norm g/v, q/k/v) are combined as soon as complete.
-    Arithmetic (LoRA merge, weight-norm fold) runs in float32; results are cast to `dtype` if given.
+    Arithmetic (LoRA merge, weight-norm fold) runs in float32; matmul weights are then cast to `dtype` if given,
+    everything else (norms, embeddings) is kept in float32 (see modeling/layers.py).
     """
     out: dict[str, torch.Tensor] = {}
     unexpected: list[str] = []
     pending: dict[str, dict[str, torch.Tensor]] = {}
     origin: dict[str, str] = {}
 
+    low_precision = matmul_parameter_names(model)  # the rest (norms, embeddings) stays float32
+
     def put(key: str, tensor: torch.Tensor) -> None:
-        if dtype is not None and tensor.is_floating_point():
-            tensor = tensor.to(dtype)
+        if tensor.is_floating_point():
+            tensor = tensor.to(dtype if (dtype is not None and key in low_precision) else torch.float32)
         out[key] = tensor
 
     for key in state:

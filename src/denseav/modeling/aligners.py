@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import Linear
 from .transformer import Block
 
 Cls = Optional[torch.Tensor]
@@ -40,8 +41,8 @@ class LinearAligner(nn.Module):
     def __init__(self, dim_in: int, dim_out: int, use_norm: bool = True) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim_in, eps=ALIGNER_EPS) if use_norm else None
-        self.proj = nn.Linear(dim_in, dim_out)
-        self.cls_proj = nn.Linear(dim_in, dim_out)
+        self.proj = Linear(dim_in, dim_out)
+        self.cls_proj = Linear(dim_in, dim_out)
 
     def forward(self, x: torch.Tensor, cls: Cls = None) -> tuple[torch.Tensor, Cls]:
         if self.norm is not None:
@@ -61,8 +62,8 @@ class TimePool(nn.Module):
         super().__init__()
         self.width = width
         self.norm = nn.LayerNorm(dim_in, eps=ALIGNER_EPS) if norm else None
-        self.proj = nn.Linear(width * dim_in, dim_out)  # input index = k * dim_in + channel
-        self.cls_proj = nn.Linear(dim_in, dim_out) if cls_proj else None
+        self.proj = Linear(width * dim_in, dim_out)  # input index = k * dim_in + channel
+        self.cls_proj = Linear(dim_in, dim_out) if cls_proj else None
 
     def forward(self, x: torch.Tensor, cls: Cls = None) -> tuple[torch.Tensor, Cls]:
         if self.norm is not None:

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from .layers import Linear
+
 
 @dataclass(frozen=True)
 class AudioEncoderConfig:
@@ -70,7 +72,7 @@ class ConvLayer(nn.Module):
         k, s = self.conv.kernel_size[0], self.conv.stride[0]
         windows = x.unfold(1, k, s)  # [B, T', C_in, k]
         weight = self.conv.weight.reshape(self.conv.out_channels, -1)  # [C_out, C_in * k], same (C_in, k) order
-        x = F.linear(windows.reshape(*windows.shape[:2], -1), weight, self.conv.bias)
+        x = F.linear(windows.reshape(*windows.shape[:2], -1).to(weight.dtype), weight, self.conv.bias).to(x.dtype)
         return F.gelu(self.norm(x))
 
 
@@ -118,7 +120,7 @@ class PositionalConv(nn.Module):
         self.trim = 1 if kernel % 2 == 0 else 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, D]
-        y = self.conv(x.transpose(1, 2))
+        y = self.conv(x.transpose(1, 2).to(self.conv.weight.dtype)).to(x.dtype)
         if self.trim:
             y = y[..., : -self.trim]
         return F.gelu(y).transpose(1, 2)
@@ -130,8 +132,8 @@ class SelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__()
         self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.out = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, 3 * dim)
+        self.out = Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
@@ -142,8 +144,8 @@ class SelfAttention(nn.Module):
 class FeedForward(nn.Module):
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc1 = Linear(dim, hidden)
+        self.fc2 = Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(F.gelu(self.fc1(x)))
@@ -170,7 +172,7 @@ class AudioEncoder(nn.Module):
         c, d = config.conv_dim[-1], config.hidden_size
         self.feature_encoder = FeatureEncoder(config)
         self.projection_norm = nn.LayerNorm(c, eps=config.layer_norm_eps)
-        self.projection = nn.Linear(c, d)
+        self.projection = Linear(c, d)
         self.pos_conv = PositionalConv(d, config.pos_conv_kernel, config.pos_conv_groups)
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_layers))
         self.norm = nn.LayerNorm(d, eps=config.layer_norm_eps)

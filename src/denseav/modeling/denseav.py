@@ -12,6 +12,7 @@ from torch import nn
 from .aligners import build_audio_aligner, build_image_aligner
 from .audio_encoder import AudioEncoder, AudioEncoderConfig
 from .image_encoder import ImageEncoder, ImageEncoderConfig
+from .layers import matmul_parameter_names
 from .similarity import Similarity
 
 
@@ -94,12 +95,21 @@ class DenseAV(nn.Module):
         )
         self.eval()  # inference semantics always; nothing here behaves differently in train mode anyway
 
+    def set_dtype(self, dtype: torch.dtype) -> "DenseAV":
+        """Store the matmul weights in `dtype` (float32, bfloat16, float16); norms and embeddings stay float32."""
+        names = matmul_parameter_names(self)
+        for name, param in self.named_parameters():
+            if name in names:
+                param.data = param.data.to(dtype)
+        return self
+
     @property
     def head_names(self) -> tuple[str, ...]:
         return self.config.head_names
 
     @property
     def dtype(self) -> torch.dtype:
+        """The dtype of the matmul weights (norms, embeddings and activations between matmuls stay float32)."""
         return self.audio_encoder.projection.weight.dtype
 
     @property
@@ -133,7 +143,7 @@ class DenseAV(nn.Module):
 
         `demo_pooling` reproduces the public demo's 2x2 average pooling (it ran the model in training mode).
         """
-        pixels = pixels.to(device=self.device, dtype=self.dtype)
+        pixels = pixels.to(device=self.device, dtype=torch.float32)
         tokens, cls = self.image_encoder(pixels)
         tokens, cls = self.image_aligner(tokens, cls)
         p = self.config.image_encoder.patch_size
@@ -155,7 +165,7 @@ class DenseAV(nn.Module):
 
         `sample_mask` [B, N] marks real samples (1) against padding (0); it is resized to the steps as the original.
         """
-        waveform = waveform.to(device=self.device, dtype=self.dtype)
+        waveform = waveform.to(device=self.device, dtype=torch.float32)
         window = None
         if self.audio_window_seconds is not None:
             window = int(self.audio_window_seconds * 16_000) // self.config.audio_encoder.hop

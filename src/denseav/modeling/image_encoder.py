@@ -72,7 +72,7 @@ class ImageEncoder(nn.Module):
         p = self.config.patch_size
         if height % p or width % p:
             raise ValueError(f"image size {height}x{width} is not a multiple of the patch size {p}")
-        x = rearrange(self.patch_embed(pixels), "b d h w -> b (h w) d")
+        x = rearrange(self.patch_embed(pixels.to(self.patch_embed.weight.dtype)), "b d h w -> b (h w) d").float()
         x = torch.cat([self.cls_token.expand(b, -1, -1), x], dim=1)
         x = x + self.position_embedding(height // p, width // p)
         for block in self.blocks:

@@ -1,0 +1,36 @@
+"""Low-precision weights: bfloat16 / float16 heatmaps stay within 1% of the float32 heatmaps' range."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import denseav
+
+from _fixtures import PARITY_DIRS
+
+
+@pytest.mark.parametrize("folder", PARITY_DIRS, ids=lambda p: p.name)
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_low_precision_heatmaps_within_one_percent(folder: Path, dtype: str):
+    ref = denseav.ground(folder / "image.png", folder / "audio.wav", model=denseav.load(folder, device="cpu"))
+    model = denseav.load(folder, device="cpu", dtype=dtype)
+    assert model.dtype == getattr(torch, dtype)
+    low = denseav.ground(folder / "image.png", folder / "audio.wav", model=model)
+    assert low.heatmaps.dtype == torch.float32  # similarity always accumulates in float32
+    span = float(ref.heatmaps.max() - ref.heatmaps.min())
+    assert float((low.heatmaps - ref.heatmaps).abs().max()) < 0.01 * span
+
+
+def test_norms_and_embeddings_stay_float32():
+    model = denseav.load(PARITY_DIRS[0], device="cpu", dtype="bfloat16")
+    dtypes = {name: p.dtype for name, p in model.named_parameters()}
+    assert dtypes["image_encoder.pos_embed"] == torch.float32
+    assert dtypes["image_encoder.blocks.0.norm1.weight"] == torch.float32
+    assert dtypes["image_encoder.blocks.0.mlp.fc1.weight"] == torch.bfloat16
+    assert all(d == torch.float32 for n, d in dtypes.items() if n.startswith(("image_aligner", "audio_aligner")))
+    # Switching an already loaded model follows the same policy.
+    model.set_dtype(torch.float32)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
