@@ -25,7 +25,7 @@ def two_head_dir() -> Path:
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore::DeprecationWarning")
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
     return subprocess.run(
         [sys.executable, "-m", "denseav", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
         timeout=300,
@@ -75,32 +75,34 @@ def test_video_end_to_end(tmp_path):
     assert "analysed 4 frames" in proc.stdout
 
 
-def test_clear_errors(tmp_path):
+@pytest.mark.parametrize(
+    "case, code, needle",
+    [
+        ("missing image", 1, "image file not found"),
+        ("text as audio", 1, "could not decode audio"),
+        ("video without audio", 1, "no audio track"),
+        ("unknown model", 2, "unknown model 'no-such-model'"),
+        ("bad dtype", 2, "--dtype"),
+    ],
+)
+def test_clear_errors(tmp_path, case, code, needle):
     """Bad files and bad arguments: exit status 1 (runtime) or 2 (usage), one line on stderr, no traceback."""
     folder = two_head_dir()
     image, audio = folder / "image.png", folder / "audio.wav"
-    (tmp_path / "notes.wav").write_text("this is not a sound\n")
-    mute = make_clip(tmp_path / "mute.mp4", audio=False, seconds=1.0)
-    cases = {
-        "missing image": (["ground", tmp_path / "nope.png", audio, "--weights", folder], 1, "image file not found"),
-        "text as audio": (["ground", image, tmp_path / "notes.wav", "--weights", folder], 1, "could not decode audio"),
-        "video without audio": (["video", mute, "--weights", folder], 1, "no audio track"),
-        "unknown model": (["ground", image, audio, "--model", "no-such-model"], 2, "unknown model 'no-such-model'"),
-        "bad dtype": (["ground", image, audio, "--weights", folder, "--dtype", "float8"], 2, "--dtype"),
-    }
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    # Started together: each is mostly interpreter and torch start-up.
-    procs = {
-        name: subprocess.Popen([sys.executable, "-m", "denseav", *map(str, argv), "-q"], cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for name, (argv, _, _) in cases.items()
-    }
-    for name, proc in procs.items():
-        out, err = proc.communicate(timeout=300)
-        _, code, needle = cases[name]
-        done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-        assert done.returncode == code, (name, err)
-        assert needle in one_error_line(done), name
+    if case == "missing image":
+        args = ["ground", tmp_path / "nope.png", audio, "--weights", folder]
+    elif case == "text as audio":
+        (tmp_path / "notes.wav").write_text("this is not a sound\n")
+        args = ["ground", image, tmp_path / "notes.wav", "--weights", folder]
+    elif case == "video without audio":
+        args = ["video", make_clip(tmp_path / "mute.mp4", audio=False, seconds=1.0), "--weights", folder]
+    elif case == "unknown model":
+        args = ["ground", image, audio, "--model", "no-such-model"]
+    else:
+        args = ["ground", image, audio, "--weights", folder, "--dtype", "float8"]
+    proc = run(*args, "-q", cwd=tmp_path)
+    assert proc.returncode == code, proc.stderr
+    assert needle in one_error_line(proc)
 
 
 # In-process runs of the same `main` (the subprocess tests above cover the entry point itself): fast checks of

@@ -186,7 +186,7 @@ def test_render_refuses_bad_outputs(grounded, clip, tmp_path):
 
 
 def test_long_low_resolution_video_completes(model, tmp_path):
-    """60 s at 64x48, 5 fps: the soundtrack goes through the windowed audio path; memory stays small."""
+    """60 s at 64x48, 5 fps: over the 30 s audio window, so HuBERT runs windowed; frames stream."""
     clip = make_clip(tmp_path / "long.mp4", width=64, height=48, fps=5, seconds=60.0)
     vg = ground_video(clip, model=model, image_size=32, batch_size=16, progress=False)
     assert vg.source.frame_count == 300 and vg.num_frames == 300

@@ -13,6 +13,7 @@ from .errors import CheckpointError, DenseAVError, InputError, ModelNotFoundErro
 from .modeling import DenseAV, DenseAVConfig
 from .pretrained import DEFAULT_MODEL, list_models
 from .result import Grounding
+from .video import VideoGrounding, ground_video
 
 __version__ = "0.1.0"
 
@@ -25,6 +26,7 @@ __all__ = [
     "EncodedAudio",
     "EncodedImage",
     "Grounding",
+    "VideoGrounding",
     "InputError",
     "ModelNotFoundError",
     "build_denseav",
@@ -34,6 +36,7 @@ __all__ = [
     "encode_image",
     "get_model",
     "ground",
+    "ground_video",
     "list_models",
     "load",
     "similarity",

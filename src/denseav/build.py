@@ -44,7 +44,7 @@ def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
     except RuntimeError as e:
         raise ValueError(f"unknown device {device!r}: {e}") from e
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but this torch build sees no CUDA GPU; use device='cpu'")
+        raise ValueError(f"device {device!r} asked for, but this torch build sees no CUDA GPU; use the CPU (device cpu)")
     return dev
 
 

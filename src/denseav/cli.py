@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 from typing import Any, NoReturn, Optional, Sequence
@@ -151,11 +152,12 @@ def _build_parser() -> _Parser:
 
     p = sub.add_parser(
         "video", parents=[inputs, model, run], help="ground a video's sound in its frames (MP4 out)",
-        description=(
+        description=textwrap.fill(
             "Ground a video's own soundtrack in its frames and write a video of it, with the original sound. "
             f"By default at most {DEFAULT_MAX_FPS:g} frames per second are analysed, and at most "
             f"{DEFAULT_MAX_FRAMES} frames in all (longer videos are sampled evenly); the frames in between "
-            "show the nearest analysed one."
+            "show the nearest analysed one.",
+            width=88,
         ),
         epilog="example:\n  denseav video clip.mp4 -o clip_denseav.mp4 --layout panels",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -199,9 +201,9 @@ def _say(args: argparse.Namespace, message: str) -> None:
 
 
 def _check_model_name(name: str) -> None:
-    from .pretrained import _is_repo_id, find_pretrained, list_models, looks_like_path
+    from .pretrained import is_repo_id, find_pretrained, list_models, looks_like_path
 
-    if find_pretrained(name) is None and not _is_repo_id(name) and not looks_like_path(name):
+    if find_pretrained(name) is None and not is_repo_id(name) and not looks_like_path(name):
         raise _UsageError(
             f"unknown model {name!r}; choose one of {', '.join(list_models())} (see `denseav models`), a Hugging "
             "Face repo id 'user/repo', or pass a local checkpoint with --weights"

@@ -142,14 +142,14 @@ def is_cached(name: str, revision: Optional[str] = None) -> bool:
 
 def looks_like_path(name: str) -> bool:
     return (
-        os.path.sep in name and not _is_repo_id(name)
+        os.path.sep in name and not is_repo_id(name)
         or name.startswith((".", "~", "/"))
         or name.endswith((".ckpt", ".safetensors", ".pt", ".pth"))
         or Path(name).expanduser().exists()
     )
 
 
-def _is_repo_id(name: str) -> bool:
+def is_repo_id(name: str) -> bool:
     parts = name.split("/")
     return len(parts) == 2 and all(parts) and not Path(name).exists() and not name.startswith((".", "~", "/"))
 
@@ -162,7 +162,7 @@ def resolve(name_or_path: str | os.PathLike, *, revision: Optional[str] = None, 
         return hub_files(entry.hf_repo, revision=revision, pretrained=entry, progress=progress)
     if Path(text).expanduser().exists():
         return Path(text).expanduser()
-    if _is_repo_id(text):
+    if is_repo_id(text):
         return hub_files(text, revision=revision, progress=progress)
     if looks_like_path(text):
         raise ModelNotFoundError(f"no checkpoint file or folder at {text}")

@@ -11,16 +11,15 @@ Which frames are used (documented defaults):
   5.56 steps per second (0.18 s apart), so 5 fps gives about one frame per audio step and loses little.
 * `max_frames=DEFAULT_MAX_FRAMES = 600` then caps the total: a video longer than 2 minutes is sampled evenly
   at 600 / duration frames per second instead. On a 2-core CPU the image encoder takes ~1.5 s per 16:9 frame,
-  so a 10-minute 1080p video needs ~15 minutes for its frames (plus ~6 for its audio); on a GPU, seconds.
+  so a 10-minute 1080p video needs ~15 minutes for its frames (plus ~6 for its audio; `render_video` then
+  takes ~20 more at 30 fps); on a GPU the model's share drops to about a minute.
   Pass `max_frames=None` to lift the cap, or a smaller `fps` for speed.
 
 Times: every time here (frame_times, times) is in seconds on the audio track's clock (0 = its first sample),
 which is what the audio steps refer to; for ordinary files the video starts at 0 too.
 
-Long audio: clips up to AUDIO_WINDOW_SECONDS (30 s) are encoded in one pass, exactly as `encode_audio` does.
-Longer ones go through the audio encoder in 30 s windows that overlap by AUDIO_CONTEXT_SECONDS (5 s) on each
-side, keeping each window's centre steps (windows start on step boundaries, so the steps line up exactly); the
-audio transformer's memory grows with the square of the clip length, and the model was trained on ~10 s clips.
+Long audio: the soundtrack goes through `denseav.encode_audio`, so it is encoded exactly as `ground` would
+encode it (clips over the model's `audio_window_seconds`, 30 s, run through HuBERT in overlapping windows).
 """
 
 from __future__ import annotations
@@ -29,39 +28,33 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 import av
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .api import EncodedAudio, EncodedImage, ModelLike, get_model, similarity
-from .audio import SAMPLE_RATE, prepare_audio
+from .api import EncodedAudio, EncodedImage, ModelLike, encode_audio, get_model, similarity
 from .build import DTypeLike
 from .errors import InputError
 from .image import DEFAULT_IMAGE_SIZE, ImageGeometry, maps_to_original, preprocess_image
-from .modeling import AudioFeatures, DenseAV
+from .modeling import DenseAV
 from .pretrained import DEFAULT_MODEL
 from .result import Grounding
 
 __all__ = [
-    "AUDIO_CONTEXT_SECONDS",
-    "AUDIO_WINDOW_SECONDS",
     "DEFAULT_MAX_FPS",
     "DEFAULT_MAX_FRAMES",
     "VideoFileNotFoundError",
     "VideoGrounding",
     "VideoInfo",
-    "encode_long_audio",
     "ground_video",
     "iter_display_frames",
 ]
 
 DEFAULT_MAX_FPS = 5.0
 DEFAULT_MAX_FRAMES = 600
-AUDIO_WINDOW_SECONDS = 30.0
-AUDIO_CONTEXT_SECONDS = 5.0
 
 # The demo's 3-tap temporal blur (see result.temporal_blur): exp(-x^2 / 2) at x = -2, 0, 2, normalised.
 _TAPS = torch.exp(-torch.tensor([-2.0, 0.0, 2.0]) ** 2 / 2)
@@ -247,7 +240,7 @@ def _rotate(rgb: np.ndarray, rotation: int) -> np.ndarray:
 def iter_display_frames(
     path: Union[str, os.PathLike],
     *,
-    want: Any = None,
+    want: Optional[Callable[[int, float], bool]] = None,
     size: Optional[tuple[int, int]] = None,
 ) -> Iterator[tuple[int, float, Optional[torch.Tensor]]]:
     """Stream a video's frames: (index, seconds on the audio clock, RGB uint8 [3, H, W] or None).
@@ -320,59 +313,6 @@ def _probe(p: Path) -> dict[str, Any]:
         }
 
 
-# -------------------------------------------------------------------------------------------------- audio
-
-
-def encode_long_audio(
-    net: DenseAV,
-    wave: torch.Tensor,
-    *,
-    window_seconds: float = AUDIO_WINDOW_SECONDS,
-    context_seconds: float = AUDIO_CONTEXT_SECONDS,
-    progress: bool = False,
-) -> EncodedAudio:
-    """Encode a 16 kHz waveform [N] of any length with bounded memory (windows, see the module docstring).
-
-    Clips up to `window_seconds` give exactly what `encode_audio` gives. For longer ones the audio cls vector
-    (used only by models with a cls similarity term) is the mean of the windows' cls vectors.
-    """
-    n = wave.shape[-1]
-    need = net.min_audio_samples
-    if n < need:
-        raise InputError(
-            f"the audio track is {n / SAMPLE_RATE:.3f} s long; DenseAV needs at least {need / SAMPLE_RATE:.3f} s "
-            "of sound for one time step. Use a video with a longer soundtrack."
-        )
-    total = net.num_audio_steps(n)
-    times = net.audio_step_times(total).float()
-    enc = net.config.audio_encoder
-    per_step = enc.hop * net.audio_steps_per_frame  # samples between aligned steps (2,880)
-    window = max(1, int(window_seconds * SAMPLE_RATE) // per_step)  # in steps
-    context = max(0, int(context_seconds * SAMPLE_RATE) // per_step)
-    core = window - 2 * context
-    with torch.inference_mode():
-        if total <= window or core <= 0:
-            feats = net.encode_audio(wave[None])
-            return EncodedAudio(feats, times, n / SAMPLE_RATE, wave)
-        parts: list[torch.Tensor] = []
-        cls_parts: list[torch.Tensor] = []
-        starts = range(0, total, core)
-        for c0 in tqdm(starts, desc="encoding audio", unit="window", disable=not progress, leave=False):
-            a, b = max(0, c0 - context), min(total, c0 + core + context)
-            # Samples for steps a..b-1: step j reads [j * per_step, j * per_step + need).
-            chunk = wave[a * per_step : (b - 1) * per_step + need]
-            out = net.encode_audio(chunk[None])
-            if out.features.shape[1] != b - a:  # would mean the step arithmetic above is wrong
-                raise RuntimeError(f"internal: window of steps {a}..{b} gave {out.features.shape[1]} steps")
-            parts.append(out.features[:, c0 - a : min(total, c0 + core) - a])
-            if out.cls is not None:
-                cls_parts.append(out.cls)
-        features = torch.cat(parts, dim=1)
-        cls = torch.stack(cls_parts).mean(0) if cls_parts else None
-        mask = torch.ones(1, total, dtype=torch.bool, device=features.device)
-    return EncodedAudio(AudioFeatures(features, cls, mask), times, n / SAMPLE_RATE, wave)
-
-
 # ------------------------------------------------------------------------------------------------ frames
 
 
@@ -442,9 +382,8 @@ def ground_video(
     info = _probe(p)
     net = get_model(model, device=device, dtype=dtype)
 
-    # The whole soundtrack, decoded and encoded once. Its length is what the frames are checked against.
-    wave = prepare_audio(p, channel=channel, normalize=normalize_audio)
-    audio = encode_long_audio(net, wave, progress=progress)
+    # The whole soundtrack, decoded and encoded once, exactly as `ground` encodes a sound file.
+    audio = encode_audio(p, model=net, normalize=normalize_audio, channel=channel)
     step_times = audio.times.double()
     duration = info["duration"] or audio.duration
     rate = _sampling_rate(fps, info["fps"], duration, max_frames)
