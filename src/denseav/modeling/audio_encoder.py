@@ -6,6 +6,7 @@ pre-norm transformer layers -> final LayerNorm. 16 kHz in, one frame per 320 sam
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -79,9 +80,9 @@ class ConvLayer(nn.Module):
 class FeatureEncoder(nn.Module):
     """The 7 strided convolutions. Each output frame sees only its own 400 samples, so long audio is processed in
     chunks of `chunk_frames` frames with identical results and bounded memory (the first layer alone would
-    otherwise hold 512 floats per 5 samples: 3.9 GB for ten minutes)."""
+    otherwise hold 512 floats per 5 samples: 3.9 GB for ten minutes; a 5 s chunk peaks near 100 MB)."""
 
-    chunk_frames = 1000
+    chunk_frames = 250
 
     def __init__(self, config: AudioEncoderConfig) -> None:
         super().__init__()
@@ -204,8 +205,11 @@ class AudioEncoder(nn.Module):
         if not 0 < overlap_frames < window_frames // 2:
             raise ValueError(f"overlap_frames must be in (0, {window_frames // 2}), got {overlap_frames}")
         hop, field = self.config.hop, self.config.receptive_field
-        step = window_frames - overlap_frames
-        starts = list(range(0, frames - window_frames, step)) + [frames - window_frames]
+        # As few windows as cover the clip with at least `overlap_frames` of overlap, spread evenly (shortened to
+        # fit) so no window is spent re-encoding what its neighbour already covered.
+        count = math.ceil((frames - overlap_frames) / (window_frames - overlap_frames))
+        window_frames = math.ceil((frames + (count - 1) * overlap_frames) / count)
+        starts = [round(i * (frames - window_frames) / (count - 1)) for i in range(count)]
         out = None
         total = torch.zeros(frames, 1, dtype=torch.float32, device=waveform.device)
         ramp = (torch.arange(overlap_frames, dtype=torch.float32, device=waveform.device) + 0.5) / overlap_frames
