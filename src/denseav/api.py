@@ -127,7 +127,7 @@ def encode_audio(
     normalize: bool = True,
     channel: Union[str, int] = "mix",
     demo_pooling: bool = False,
-    batch_size: int = 8,
+    batch_size: int = 1,
     device: Union[str, torch.device, None] = None,
     dtype: DTypeLike = None,
 ) -> Union[EncodedAudio, list[EncodedAudio]]:
@@ -136,8 +136,10 @@ def encode_audio(
     normalize: zero mean / unit variance, as the model was trained (default). False feeds the raw waveform, as
         the original public demo did.
     channel: "mix" (mean of channels, default), "first" (the original demo's choice) or a channel index.
-    batch_size: clips of equal length run through the encoder together (the original passes HuBERT no padding
-        mask, so clips of different lengths are encoded separately to stay exact).
+    batch_size: clips of equal length run through the encoder together, this many at a time (the original passes
+        HuBERT no padding mask, so clips of different lengths are encoded separately to stay exact). Default 1:
+        on a CPU, batching 10 s clips was slower than one at a time (larger activations, same arithmetic); raise
+        it on a GPU.
     Clips longer than `model.audio_window_seconds` (30 s) are encoded in overlapping windows.
     """
     net = get_model(model, device=device, dtype=dtype)
@@ -185,6 +187,7 @@ def ground(
     background: tuple[int, int, int] = DEFAULT_BACKGROUND,
     demo_pooling: bool = False,
     batch_size: int = 8,
+    audio_batch_size: int = 1,
     device: Union[str, torch.device, None] = None,
     dtype: DTypeLike = None,
 ) -> Union[Grounding, list[Grounding]]:
@@ -194,7 +197,7 @@ def ground(
     audio: a path (wav, flac, mp3, ogg, m4a, or a video's audio track), a 1-D/2-D array or tensor with
         `sample_rate`, or an `EncodedAudio` from `encode_audio`.
     Batches: a list of images with one clip, one image with a list of clips, or two lists of equal length
-        (paired) give a list of results; inputs are encoded in batches (`batch_size`).
+        (paired) give a list of results; images are encoded `batch_size` at a time, clips `audio_batch_size`.
     model: a registry name ("sound-language" default, "language", "sound"), a local checkpoint path, or a model
         from `denseav.load`.
     Other options as in `encode_image` / `encode_audio`.
@@ -221,7 +224,7 @@ def ground(
     if raw_audios:
         encoded = encode_audio(
             [audios[i] for i in raw_audios], model=net, sample_rate=sample_rate, normalize=normalize_audio,
-            channel=channel, demo_pooling=demo_pooling, batch_size=batch_size,
+            channel=channel, demo_pooling=demo_pooling, batch_size=audio_batch_size,
         )
         for i, e in zip(raw_audios, encoded):
             audios[i] = e
