@@ -66,9 +66,22 @@ def model_from_checkpoint(
     model = build_denseav(config)
     state = convert_strict(raw, model, resolve_dtype(dtype))
     model.load_state_dict(state, strict=True, assign=True)
+    del state
     model.requires_grad_(False)
     model.source = raw.source  # type: ignore[attr-defined]
+    _release_freed_memory()
     return model.to(resolve_device(device)).eval()
+
+
+def _release_freed_memory() -> None:
+    """Hand the loader's freed temporaries back to the OS (glibc keeps them in its heap otherwise, and they
+    would count towards the process's resident memory for the rest of its life)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to do
+        pass
 
 
 def convert_strict(raw: RawCheckpoint, model: DenseAV, dtype: Optional[torch.dtype] = None) -> dict[str, torch.Tensor]:

@@ -77,7 +77,11 @@ class TensorSource(Mapping[str, torch.Tensor]):
         self.shapes = shapes
 
     def __getitem__(self, key: str) -> torch.Tensor:
-        return self._get(key)
+        return self._get(key, None)
+
+    def read(self, key: str, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+        """The tensor, converted to `dtype` while reading where the source can (no full-precision temporary)."""
+        return self._get(key, dtype)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._keys)
@@ -114,6 +118,7 @@ class SafetensorsFile:
         self.path = path
         size = path.stat().st_size
         self._file = open(path, "rb")
+        self._scratch: Optional[torch.Tensor] = None
         head = self._file.read(8)
         n = int.from_bytes(head, "little") if len(head) == 8 else -1
         if n <= 0 or n > min(size - 8, 100 << 20):
@@ -137,14 +142,24 @@ class SafetensorsFile:
                 raise ValueError(f"file ends at byte {size:,} but tensor {key!r} needs bytes up to {self.base + end:,}")
             self.entries[key] = (dtype, shape, begin, end)
 
-    def get(self, key: str) -> torch.Tensor:
-        dtype, shape, begin, end = self.entries[key]
-        tensor = torch.empty(shape, dtype=dtype)
+    def get(self, key: str, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+        """Read one tensor. With a different `dtype`, the bytes go through one reused scratch buffer, so
+        converting a checkpoint to bfloat16 never allocates (and fragments the heap with) float32 temporaries."""
+        stored, shape, begin, end = self.entries[key]
+        convert = dtype is not None and dtype != stored
+        if convert:
+            if self._scratch is None or self._scratch.numel() < end - begin:
+                self._scratch = torch.empty(max(end - begin, 16 << 20), dtype=torch.uint8)
+            raw = self._scratch[: end - begin]
+        else:
+            tensor = torch.empty(shape, dtype=stored)
+            raw = tensor.reshape(-1).view(torch.uint8)
         if end > begin:
             self._file.seek(self.base + begin)
-            view = memoryview(tensor.reshape(-1).view(torch.uint8).numpy())
-            if self._file.readinto(view) != end - begin:
+            if self._file.readinto(memoryview(raw.numpy())) != end - begin:
                 raise ValueError(f"short read of {key!r}")
+        if convert:
+            return raw.view(stored).reshape(shape).to(dtype)
         return tensor
 
     def close(self) -> None:
@@ -167,9 +182,9 @@ def read_safetensors(weights: Path, config: Optional[Path], backbones: Optional[
             "partial download: delete it and download it again."
         ) from e
 
-    def get(key: str) -> torch.Tensor:
+    def get(key: str, dtype: Optional[torch.dtype]) -> torch.Tensor:
         try:
-            return reader.get(key)
+            return reader.get(key, dtype)
         except (OSError, ValueError) as e:
             raise CheckpointError(f"{weights} is truncated or corrupt (reading {key!r}: {e}); download it again") from e
 
@@ -202,7 +217,10 @@ def read_ckpt(path: Path, backbones: Optional[Path] = None) -> RawCheckpoint:
         raise CheckpointError(f"{path}: 'hyper_parameters' is not a dict")
     bb = _read_json(backbones, "backbone sizes") if backbones is not None and backbones.is_file() else None
     shapes = {k: tuple(v.shape) for k, v in state.items()}
-    return RawCheckpoint(dict(hparams), TensorSource(list(state), state.__getitem__, shapes), bb, str(path))
+    def get(key: str, dtype: Optional[torch.dtype]) -> torch.Tensor:
+        return state[key] if dtype is None else state[key].to(dtype)
+
+    return RawCheckpoint(dict(hparams), TensorSource(list(state), get, shapes), bb, str(path))
 
 
 def read_checkpoint(path: str | os.PathLike) -> RawCheckpoint:
@@ -419,22 +437,32 @@ def checkpoint_filter_fn(state: Mapping[str, torch.Tensor], model: DenseAV, dtyp
             tensor = tensor.to(dtype if (dtype is not None and key in low_precision) else torch.float32)
         out[key] = tensor
 
+    read = getattr(state, "read", None)
+
+    def fetch(key: str, target: Optional[str] = None) -> torch.Tensor:
+        """Read `key`, already in `dtype` when it lands as-is in a low-precision weight (no float32 merge)."""
+        if dtype is None or read is None or target is None or not _reads_directly(key, target, low_precision):
+            return state[key]
+        return read(key, dtype)
+
     for key in state:
         if key in _DROPPED:
+            continue
+        backbone = key.startswith(_IMAGE_PREFIXES + _AUDIO_PREFIXES)
+        if backbone:
+            image = key.startswith(_IMAGE_PREFIXES)
+            prefix = next(p for p in _IMAGE_PREFIXES + _AUDIO_PREFIXES if key.startswith(p))
+            rest = key[len(prefix) :].replace(".base_layer.", ".")
+            target = ("image_encoder." if image else "audio_encoder.") + _rename(
+                rest, _IMAGE_RENAMES if image else _AUDIO_RENAMES
+            )
+            _route(target, fetch(key, target), key, put, pending, origin)
             continue
         tensor = state[key]
         if key == "audio_cls":
             put("audio_cls", tensor)
         elif key == "sim_cal.w":
             put("similarity.calibration", tensor)
-        elif key.startswith(_IMAGE_PREFIXES):
-            prefix = next(p for p in _IMAGE_PREFIXES if key.startswith(p))
-            rest = _rename(key[len(prefix) :].replace(".base_layer.", "."), _IMAGE_RENAMES)
-            _route(f"image_encoder.{rest}", tensor, key, put, pending, origin)
-        elif key.startswith(_AUDIO_PREFIXES):
-            prefix = next(p for p in _AUDIO_PREFIXES if key.startswith(p))
-            rest = _rename(key[len(prefix) :].replace(".base_layer.", "."), _AUDIO_RENAMES)
-            _route(f"audio_encoder.{rest}", tensor, key, put, pending, origin)
         elif key.startswith("image_aligner."):
             new, tensor = _aligner_key(model.image_aligner, "image_aligner", key[len("image_aligner.") :], tensor)
             put(new, tensor)
@@ -453,6 +481,15 @@ def checkpoint_filter_fn(state: Mapping[str, torch.Tensor], model: DenseAV, dtyp
             unexpected.append(origin.get(new, new))
             del out[new]
     return out, unexpected
+
+
+def _reads_directly(original: str, target: str, low_precision: set[str]) -> bool:
+    """Whether a backbone tensor goes unchanged (or only concatenated) into a low-precision weight."""
+    if ".lora_" in original or any(target.endswith("." + s) for s in _WEIGHT_NORM):
+        return False
+    if target.endswith("attn.qkv.weight") and original.startswith("image_model.base_model."):
+        return False  # the LoRA base weight: merged in float32 first
+    return re.sub(r"\.attn\.[qkv]_proj\.", ".attn.qkv.", target) in low_precision
 
 
 def _route(target: str, tensor: torch.Tensor, original: str, put, pending, origin) -> None:
