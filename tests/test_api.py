@@ -198,3 +198,12 @@ def test_conv_features_chunking_is_exact(model, monkeypatch):
         monkeypatch.setattr(model.audio_encoder.feature_encoder, "chunk_frames", 37)
         chunked = model.audio_encoder.conv_features(wave)
     assert torch.allclose(whole, chunked, atol=1e-5)
+
+
+def test_aligner_chunking_is_exact(model, monkeypatch):
+    clip = noise(8.0, seed=11)
+    whole = denseav.encode_audio(clip, sample_rate=16000, model=model)
+    monkeypatch.setattr(type(model.audio_aligner), "chunk_steps", 50)  # 400 frames -> chunks of 45
+    chunked = denseav.encode_audio(clip, sample_rate=16000, model=model)
+    assert torch.allclose(whole.features.features, chunked.features.features, atol=1e-5)
+    assert torch.allclose(whole.features.cls, chunked.features.cls, atol=1e-5)

@@ -163,7 +163,8 @@ def encode_audio(
         for n, indices in groups.items():
             size = 1 if (window is not None and n > window * SAMPLE_RATE) else max(1, batch_size)
             for chunk in _chunks(indices, size):
-                feats = net.encode_audio(torch.stack([waves[i] for i in chunk]), demo_pooling=demo_pooling)
+                batch = waves[chunk[0]][None] if len(chunk) == 1 else torch.stack([waves[i] for i in chunk])
+                feats = net.encode_audio(batch, demo_pooling=demo_pooling)
                 times = net.audio_step_times(feats.features.shape[1]).float()
                 for j, i in enumerate(chunk):
                     one = AudioFeatures(

@@ -107,12 +107,32 @@ class Identity(nn.Module):
 class Aligner(nn.Module):
     """An ordered chain of named stages, each mapping (features, cls) -> (features, cls)."""
 
+    # Sequences longer than this run their leading position-local stages (norms, linears, time pools) in chunks:
+    # ten minutes of HuBERT frames would otherwise be normalised in one 123 MB copy. Same results.
+    chunk_steps = 4500
+
     def __init__(self, stages: list[tuple[str, nn.Module]]) -> None:
         super().__init__()
         self.stages = nn.ModuleDict(stages)
 
     def forward(self, x: torch.Tensor, cls: Cls = None) -> tuple[torch.Tensor, Cls]:
-        for stage in self.stages.values():
+        stages = list(self.stages.values())
+        local = next((i for i, s in enumerate(stages) if isinstance(s, SelfAttentionAligner)), len(stages))
+        if local and x.shape[1] > self.chunk_steps:
+            factor = 1
+            for stage in stages[:local]:
+                factor *= stage.width if isinstance(stage, TimePool) else 1
+            size = max(factor, self.chunk_steps // factor * factor)
+            usable = x.shape[1] // factor * factor  # a pool drops the frames that do not fill a window anyway
+            pieces, chunk_cls = [], cls
+            for start in range(0, usable, size):
+                y, chunk_cls = x[:, start : start + size], cls
+                for stage in stages[:local]:
+                    y, chunk_cls = stage(y, chunk_cls)
+                pieces.append(y)
+            x, cls = torch.cat(pieces, dim=1), chunk_cls
+            stages = stages[local:]
+        for stage in stages:
             x, cls = stage(x, cls)
         return x, cls
 

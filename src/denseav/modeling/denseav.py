@@ -169,12 +169,13 @@ class DenseAV(nn.Module):
         window = None
         if self.audio_window_seconds is not None:
             window = int(self.audio_window_seconds * 16_000) // self.config.audio_encoder.hop
-        frames = self.audio_encoder(
-            waveform, window_frames=window, overlap_frames=int(self.audio_window_overlap_seconds * 50)
-        )
-        b = frames.shape[0]
+        b = waveform.shape[0]
         cls = None if self.audio_cls is None else self.audio_cls.expand(b, -1)
-        feats, cls = self.audio_aligner(frames, cls)
+        # Frames go straight into the aligner (no name kept), so they are freed as soon as it has reduced them.
+        feats, cls = self.audio_aligner(
+            self.audio_encoder(waveform, window_frames=window, overlap_frames=int(self.audio_window_overlap_seconds * 50)),
+            cls,
+        )
         if demo_pooling and self.config.audio_pool_width > 1:
             w = self.config.audio_pool_width
             feats = F.avg_pool1d(feats.transpose(1, 2), w).transpose(1, 2)
