@@ -306,6 +306,13 @@ def resample(
 # --------------------------------------------------------------------------------------- normalisation
 
 
+def normalize_waveform_(x: torch.Tensor) -> torch.Tensor:
+    """In-place :func:`normalize_waveform`."""
+    mean = x.mean(dim=-1, keepdim=True)
+    std = torch.sqrt(x.var(dim=-1, keepdim=True, unbiased=False) + 1e-7)
+    return x.sub_(mean).div_(std)
+
+
 def normalize_waveform(x: torch.Tensor) -> torch.Tensor:
     """Zero mean, unit variance over the last axis, as HuggingFace's Wav2Vec2 feature extractor does:
     ``(x - mean) / sqrt(var + 1e-7)`` with the population variance. Digital silence gives zeros (the 1e-7
@@ -497,7 +504,12 @@ def prepare_audio(
     out = resample(mono, rate, SAMPLE_RATE)
     if normalize:
         # Silence normalises to exactly zero (not to float noise from mean rounding, nor resampling edge ripple).
-        out = torch.zeros_like(out) if silent else normalize_waveform(out)
+        if silent:
+            out = torch.zeros_like(out)
+        elif out is mono or (source is not None and out.untyped_storage().data_ptr() == source.untyped_storage().data_ptr()):
+            out = normalize_waveform(out)  # never modify the caller's data
+        else:
+            out = normalize_waveform_(out)  # in place: no extra copies of a long clip
     out = out.contiguous()
     if source is not None and out.untyped_storage().data_ptr() == source.untyped_storage().data_ptr():
         out = out.clone()  # never hand back a view of the caller's tensor
