@@ -82,7 +82,7 @@ def main() -> None:
     results = {}
     for folder in folders:
         model = denseav.load(folder, device="cpu")
-        rows = [measure(model, clip, image, w, o) for w, o in ((10.0, 2.5), (10.0, 5.0), (15.0, 5.0))]
+        rows = [measure(model, clip, image, w, o) for w, o in ((10.0, 2.5), (15.0, 5.0), (20.0, 5.0))]
         results[folder.name] = rows
         for r in rows:
             print(f"{folder.name:24s} window {r['window_s']:>4} s overlap {r['overlap_s']:>3} s: heatmap max "
