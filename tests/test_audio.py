@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 import wave
 import warnings
@@ -25,19 +24,12 @@ from denseav.audio import (
 )
 from denseav.errors import InputError
 
+from _fixtures import PARITY_DIRS
+
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-def _parity_root() -> Path:
-    # Same convention as tests/_fixtures.py: DENSEAV_FIXTURES names the shared fixtures folder (holding parity/).
-    env = os.environ.get("DENSEAV_FIXTURES")
-    root = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-    return root / "parity"
-
-
-FIXTURES = sorted(
-    p for p in _parity_root().glob("*") if (p / "audio.wav").is_file() and (p / "expected.safetensors").is_file()
-)
+FIXTURES = [p for p in PARITY_DIRS if (p / "audio.wav").is_file()]
 
 
 def _write_wav_int16(path: Path, data: np.ndarray, rate: int) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,8 @@ import torch
 from PIL import Image
 
 from denseav.errors import InputError
+
+from _fixtures import PARITY_DIRS
 from denseav.image import (
     DEFAULT_BACKGROUND,
     IMAGENET_MEAN,
@@ -26,14 +27,7 @@ from denseav.image import (
 )
 
 
-def _fixture_root() -> Path:
-    env = os.environ.get("DENSEAV_FIXTURES")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "parity"
-
-
-FIXTURES = sorted(p for p in _fixture_root().glob("*") if (p / "image.png").is_file() and (p / "expected.safetensors").is_file())
+FIXTURES = [p for p in PARITY_DIRS if (p / "image.png").is_file()]
 
 
 def _picture(h: int = 37, w: int = 53, seed: int = 0) -> np.ndarray:
