@@ -18,7 +18,7 @@ import os
 import pickle
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -340,10 +340,6 @@ def config_from_original(
         )
     except (ValueError, TypeError, KeyError) as e:
         raise CheckpointError(f"the checkpoint's config does not describe a usable DenseAV model: {e}") from e
-
-
-def describe_config(config: DenseAVConfig) -> dict[str, Any]:
-    return {f.name: getattr(config, f.name) for f in fields(config)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
