@@ -29,6 +29,7 @@ waking the OOM killer; a worker past its timeout is killed (its own process grou
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -69,6 +70,7 @@ GEN_VERSION = 1  # bump when the weight generator changes, so old folders are re
 # small helpers (used by both the driver and the workers)
 # --------------------------------------------------------------------------------------------------------------
 
+
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -105,7 +107,7 @@ def make_image(seed: int):
 def make_audio(seconds: float, seed: int):
     import numpy as np
 
-    n = int(round(seconds * SAMPLE_RATE))
+    n = round(seconds * SAMPLE_RATE)
     return (np.random.default_rng(seed).standard_normal(n, dtype=np.float32) * 0.1).astype(np.float32)
 
 
@@ -174,15 +176,17 @@ def wait_for_quiet(max_wait: float, threshold: float = 0.3) -> dict:
 # weights generation (runs in its own worker process)
 # --------------------------------------------------------------------------------------------------------------
 
+
 def _manifest_digest(manifest: dict) -> str:
-    blob = json.dumps({"config": manifest["config_json"], "keys": manifest["keys"], "gen": GEN_VERSION,
-                       "seed": SEED}, sort_keys=True)
+    blob = json.dumps(
+        {"config": manifest["config_json"], "keys": manifest["keys"], "gen": GEN_VERSION, "seed": SEED}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _init_kind(key: str, shape: list[int]) -> str:
     """How a tensor is filled: 'ones', 'zeros' or 'randn' (x 0.02)."""
-    if key.endswith("parametrizations.weight.original0") or key.endswith(".weight_g"):
+    if key.endswith(("parametrizations.weight.original0", ".weight_g")):
         return "ones"  # HuBERT positional conv weight-norm g
     if key.endswith("bias"):
         return "zeros"
@@ -252,20 +256,31 @@ def generate_weights(weights_dir: Path, manifest: dict) -> dict:
     from safetensors import safe_open
 
     with safe_open(str(weights_dir / "model.safetensors"), framework="pt", device="cpu") as h:
-        got = {k: list(h.get_slice(k).get_shape()) for k in h.keys()}
+        got = {k: list(h.get_slice(k).get_shape()) for k in h}
     want = {k["key"]: list(k["shape"]) for k in keys}
     if got != want:
         raise RuntimeError("the written safetensors file does not list the manifest's keys/shapes")
-    (weights_dir / "bench_meta.json").write_text(json.dumps({
-        "digest": _manifest_digest(manifest), "seed": SEED, "gen_version": GEN_VERSION, "tensors": len(keys),
-        "bytes": (weights_dir / "model.safetensors").stat().st_size, "variant": manifest.get("variant"),
-    }, indent=2) + "\n")
+    (weights_dir / "bench_meta.json").write_text(
+        json.dumps(
+            {
+                "digest": _manifest_digest(manifest),
+                "seed": SEED,
+                "gen_version": GEN_VERSION,
+                "tensors": len(keys),
+                "bytes": (weights_dir / "model.safetensors").stat().st_size,
+                "variant": manifest.get("variant"),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return {"seconds": time.perf_counter() - t0, "bytes": 8 + len(header) + data_bytes, "tensors": len(keys)}
 
 
 # --------------------------------------------------------------------------------------------------------------
 # workers
 # --------------------------------------------------------------------------------------------------------------
+
 
 def _dtype(name: str):
     import torch
@@ -297,7 +312,7 @@ def w_generate(p: dict) -> dict:
 def w_load(p: dict) -> dict:
     """import timing, load timing, then ONE ground (224 image + 10 s audio): peak RSS of load + one ground."""
     t0 = time.perf_counter()
-    import torch  # noqa: F401
+    import torch
 
     t1 = time.perf_counter()
     import denseav  # noqa: F401
@@ -310,10 +325,15 @@ def w_load(p: dict) -> dict:
     cur_after_load = current_rss_kib()
     g, first_s = _ground(model, image, audio)
     return {
-        "import_torch_s": t1 - t0, "import_denseav_s": t2 - t1, "import_total_s": t2 - t0,
-        "load_s": load_s, "first_ground_s": first_s,
-        "maxrss_after_import_kib": rss_import, "maxrss_after_load_kib": rss_after_load,
-        "rss_after_load_kib": cur_after_load, "maxrss_kib": maxrss_kib(),
+        "import_torch_s": t1 - t0,
+        "import_denseav_s": t2 - t1,
+        "import_total_s": t2 - t0,
+        "load_s": load_s,
+        "first_ground_s": first_s,
+        "maxrss_after_import_kib": rss_import,
+        "maxrss_after_load_kib": rss_after_load,
+        "rss_after_load_kib": cur_after_load,
+        "maxrss_kib": maxrss_kib(),
         "heatmaps_shape": list(g.heatmaps.shape),
         "finite": bool(torch.isfinite(g.heatmaps).all()),
     }
@@ -346,7 +366,8 @@ def w_ground(p: dict) -> dict:
         times.append(dt)
     quiet_times = [t for t, c in zip(times, cpu) if quiet(c)]
     return {
-        "load_s": load_s, "warmup_s": warm_s,
+        "load_s": load_s,
+        "warmup_s": warm_s,
         "latency": summary(times[:n]) if n else None,
         "latency_quiet": summary(quiet_times) if quiet_times else None,
         "latency_all_runs": summary(times) if times else None,
@@ -354,7 +375,8 @@ def w_ground(p: dict) -> dict:
         "cpu": cpu,
         "other_cores_mean": statistics.fmean(c.get("other_cores", 0.0) for c in cpu[:n]) if n else None,
         "maxrss_kib": maxrss_kib(),
-        "heatmaps_shape": list(g.heatmaps.shape), "finite": bool(torch.isfinite(g.heatmaps).all()),
+        "heatmaps_shape": list(g.heatmaps.shape),
+        "finite": bool(torch.isfinite(g.heatmaps).all()),
         "threads": torch.get_num_threads(),
     }
 
@@ -372,7 +394,7 @@ def _try_batched(fn_name: str, probe) -> tuple[bool, str]:
         sig = "?"
     try:
         out = probe()
-    except Exception as e:  # noqa: BLE001 - any failure means "not supported"
+    except Exception as e:
         return False, f"signature {fn_name}{sig}; list call failed: {type(e).__name__}: {str(e)[:200]}"
     if isinstance(out, (list, tuple)) and len(out) == 2:
         return True, f"signature {fn_name}{sig}; list call returned {type(out).__name__} of 2"
@@ -407,9 +429,14 @@ def w_encode(p: dict) -> dict:
     for ea in encs:
         denseav.similarity(ei, ea, model=model)
     t3 = time.perf_counter()
-    out["one_image_many_sounds"] = {"total_s": t3 - t0, "per_item_s": (t3 - t0) / k, "encode_image_s": t1 - t0,
-                                    "encode_audio_total_s": t2 - t1, "similarity_total_s": t3 - t2,
-                                    "cpu": meter.stop()}
+    out["one_image_many_sounds"] = {
+        "total_s": t3 - t0,
+        "per_item_s": (t3 - t0) / k,
+        "encode_image_s": t1 - t0,
+        "encode_audio_total_s": t2 - t1,
+        "similarity_total_s": t3 - t2,
+        "cpu": meter.stop(),
+    }
     # K images x 1 sound
     meter = CpuMeter()
     t0 = time.perf_counter()
@@ -420,17 +447,22 @@ def w_encode(p: dict) -> dict:
     for ei_ in eis:
         denseav.similarity(ei_, ea, model=model)
     t3 = time.perf_counter()
-    out["many_images_one_sound"] = {"total_s": t3 - t0, "per_item_s": (t3 - t0) / k, "encode_audio_s": t1 - t0,
-                                    "encode_image_total_s": t2 - t1, "similarity_total_s": t3 - t2,
-                                    "cpu": meter.stop()}
+    out["many_images_one_sound"] = {
+        "total_s": t3 - t0,
+        "per_item_s": (t3 - t0) / k,
+        "encode_audio_s": t1 - t0,
+        "encode_image_total_s": t2 - t1,
+        "similarity_total_s": t3 - t2,
+        "cpu": meter.stop(),
+    }
     out["maxrss_loop_kib"] = maxrss_kib()
 
     # batched list calls, when the API takes them
     short = [make_audio(1.0, 7), make_audio(1.0, 8)]
-    ok_a, note_a = _try_batched("encode_audio",
-                                lambda: denseav.encode_audio(short, sample_rate=SAMPLE_RATE, model=model))
-    ok_i, note_i = _try_batched("encode_image",
-                                lambda: denseav.encode_image([images[0], images[1]], model=model))
+    ok_a, note_a = _try_batched(
+        "encode_audio", lambda: denseav.encode_audio(short, sample_rate=SAMPLE_RATE, model=model)
+    )
+    ok_i, note_i = _try_batched("encode_image", lambda: denseav.encode_image([images[0], images[1]], model=model))
     out["batched_support"] = {"encode_audio": note_a, "encode_image": note_i}
     warm_n = min(k, p.get("batch_warmup", 8))
 
@@ -442,7 +474,7 @@ def w_encode(p: dict) -> dict:
             return denseav.similarity(img_enc, aud_enc, model=model)
         try:
             return denseav.similarity(img_enc, aud_enc, model=model)
-        except Exception:  # noqa: BLE001
+        except Exception:
             if a_list is not None:
                 return [denseav.similarity(img_enc, a, model=model) for a in a_list]
             return [denseav.similarity(i, aud_enc, model=model) for i in i_list]
@@ -458,9 +490,14 @@ def w_encode(p: dict) -> dict:
             encs = denseav.encode_audio(sounds, sample_rate=SAMPLE_RATE, model=model)
             sims(ei, encs)
             t1 = time.perf_counter()
-            out["one_image_many_sounds_batched"] = {"total_s": t1 - t0, "per_item_s": (t1 - t0) / k,
-                                                    "warmup_items": warm_n, "warmup_s": warm, "cpu": meter.stop()}
-        except Exception as e:  # noqa: BLE001
+            out["one_image_many_sounds_batched"] = {
+                "total_s": t1 - t0,
+                "per_item_s": (t1 - t0) / k,
+                "warmup_items": warm_n,
+                "warmup_s": warm,
+                "cpu": meter.stop(),
+            }
+        except Exception as e:
             out["one_image_many_sounds_batched"] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
     if ok_i:
         try:
@@ -473,9 +510,14 @@ def w_encode(p: dict) -> dict:
             eis = denseav.encode_image(images, model=model)
             sims(eis, ea)
             t1 = time.perf_counter()
-            out["many_images_one_sound_batched"] = {"total_s": t1 - t0, "per_item_s": (t1 - t0) / k,
-                                                    "warmup_items": warm_n, "warmup_s": warm, "cpu": meter.stop()}
-        except Exception as e:  # noqa: BLE001
+            out["many_images_one_sound_batched"] = {
+                "total_s": t1 - t0,
+                "per_item_s": (t1 - t0) / k,
+                "warmup_items": warm_n,
+                "warmup_s": warm,
+                "cpu": meter.stop(),
+            }
+        except Exception as e:
             out["many_images_one_sound_batched"] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
     out["maxrss_kib"] = maxrss_kib()
     return out
@@ -493,10 +535,18 @@ def w_length(p: dict) -> dict:
     meter = CpuMeter()
     g, dt = _ground(model, image, audio)
     cpu = meter.stop()
-    return {"seconds": p["seconds"], "load_s": load_s, "warmup_5s_s": warm_s, "ground_s": dt, "cpu": cpu,
-            "steps": int(g.heatmaps.shape[1]), "heatmaps_shape": list(g.heatmaps.shape),
-            "finite": bool(torch.isfinite(g.heatmaps).all()),
-            "maxrss_before_kib": rss_before, "maxrss_kib": maxrss_kib()}
+    return {
+        "seconds": p["seconds"],
+        "load_s": load_s,
+        "warmup_5s_s": warm_s,
+        "ground_s": dt,
+        "cpu": cpu,
+        "steps": int(g.heatmaps.shape[1]),
+        "heatmaps_shape": list(g.heatmaps.shape),
+        "finite": bool(torch.isfinite(g.heatmaps).all()),
+        "maxrss_before_kib": rss_before,
+        "maxrss_kib": maxrss_kib(),
+    }
 
 
 def _matmul_peak(dtype, n: int, reps: int) -> dict:
@@ -512,8 +562,13 @@ def _matmul_peak(dtype, n: int, reps: int) -> dict:
         a @ b
         times.append(time.perf_counter() - t0)
     med = statistics.median(times)
-    return {"n": n, "reps": reps, "median_s": med, "gflops": 2 * n**3 / med / 1e9,
-            "best_gflops": 2 * n**3 / min(times) / 1e9}
+    return {
+        "n": n,
+        "reps": reps,
+        "median_s": med,
+        "gflops": 2 * n**3 / med / 1e9,
+        "best_gflops": 2 * n**3 / min(times) / 1e9,
+    }
 
 
 def _cpu_sdpa_mapping() -> dict:
@@ -554,7 +609,7 @@ def w_flops(p: dict) -> dict:
                 op, n = mod_counts
                 by_op[str(op)] = int(n)
             out["flops"][dt] = {"total": total, "by_op": by_op, "seconds_under_counter": secs}
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             out["flops"][dt] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
         del model
         gc.collect()
@@ -573,10 +628,13 @@ def _rel_diff(ref, other) -> dict:
     for k in range(ref.shape[0]):
         r = float(ref[k].max() - ref[k].min())
         per_head.append(100.0 * float(diff[k].max()) / r if r > 0 else None)
-    return {"max_abs_diff": float(diff.max()), "fp32_range": rng,
-            "max_abs_diff_pct_of_range": 100.0 * float(diff.max()) / rng if rng > 0 else None,
-            "mean_abs_diff_pct_of_range": 100.0 * float(diff.mean()) / rng if rng > 0 else None,
-            "per_head_pct_of_range": per_head}
+    return {
+        "max_abs_diff": float(diff.max()),
+        "fp32_range": rng,
+        "max_abs_diff_pct_of_range": 100.0 * float(diff.max()) / rng if rng > 0 else None,
+        "mean_abs_diff_pct_of_range": 100.0 * float(diff.mean()) / rng if rng > 0 else None,
+        "per_head_pct_of_range": per_head,
+    }
 
 
 def w_parity(p: dict) -> dict:
@@ -593,13 +651,20 @@ def w_parity(p: dict) -> dict:
                 g = denseav.ground(str(folder / "image.png"), str(folder / "audio.wav"), model=m)
                 maps[dt] = g.heatmaps
             out[folder.name] = {"shape": list(maps["float32"].shape), **_rel_diff(maps["float32"], maps["bfloat16"])}
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             out[folder.name] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
     return out
 
 
-WORKERS = {"generate": w_generate, "load": w_load, "ground": w_ground, "encode": w_encode, "length": w_length,
-           "flops": w_flops, "parity": w_parity}
+WORKERS = {
+    "generate": w_generate,
+    "load": w_load,
+    "ground": w_ground,
+    "encode": w_encode,
+    "length": w_length,
+    "flops": w_flops,
+    "parity": w_parity,
+}
 
 
 def worker_main(task: str, params_json: str, result_path: str) -> int:
@@ -609,9 +674,13 @@ def worker_main(task: str, params_json: str, result_path: str) -> int:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:
         res = {"ok": True, "result": WORKERS[task](params)}
-    except BaseException as e:  # noqa: BLE001 - MemoryError, RuntimeError, ... all become a recorded error
-        res = {"ok": False, "error": f"{type(e).__name__}: {str(e)[:1000]}",
-               "traceback": traceback.format_exc()[-4000:], "maxrss_kib": maxrss_kib()}
+    except BaseException as e:
+        res = {
+            "ok": False,
+            "error": f"{type(e).__name__}: {str(e)[:1000]}",
+            "traceback": traceback.format_exc()[-4000:],
+            "maxrss_kib": maxrss_kib(),
+        }
     Path(result_path).write_text(json.dumps(res))
     return 0 if res["ok"] else 1
 
@@ -632,25 +701,32 @@ def run_worker(task: str, params: dict, *, timeout: float, mem_limit: int | None
     params = {**params, "mem_limit_bytes": mem_limit}
     fd, result_path = tempfile.mkstemp(prefix=f"{task}_", suffix=".json", dir=tmpdir)
     os.close(fd)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", task, "--params", json.dumps(params),
-           "--result", result_path]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        task,
+        "--params",
+        json.dumps(params),
+        "--result",
+        result_path,
+    ]
     use_time = _TIME_V is not None
     if use_time:
-        cmd = [_TIME_V, "-v"] + cmd
+        cmd = [_TIME_V, "-v", *cmd]
     sys0 = _proc_stat_busy()
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            cwd=str(REPO))
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=str(REPO)
+    )
     timed_out = False
     try:
-        stdout, stderr = proc.communicate(timeout=timeout)
+        _stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # our own worker's process group (time + python)
-        except ProcessLookupError:
-            pass
-        stdout, stderr = proc.communicate()
+        with contextlib.suppress(ProcessLookupError):  # our own worker's process group (time + python)
+            os.killpg(proc.pid, signal.SIGKILL)
+        _stdout, stderr = proc.communicate()
     wall = time.perf_counter() - t0
     sys1 = _proc_stat_busy()
     rec: dict = {"wall_s": wall, "returncode": proc.returncode, "quiet_check": quiet}
@@ -711,10 +787,16 @@ def env_info() -> dict:
         pass
     git = {}
     try:
-        git["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                       text=True, timeout=10).stdout.strip()
-        st = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=REPO, capture_output=True, text=True,
-                            timeout=10).stdout.strip().splitlines()
+        git["commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        st = (
+            subprocess.run(
+                ["git", "status", "--porcelain", "--", "src"], cwd=REPO, capture_output=True, text=True, timeout=10
+            )
+            .stdout.strip()
+            .splitlines()
+        )
         git["dirty_src_files"] = st
     except (OSError, subprocess.SubprocessError):
         pass
@@ -722,7 +804,7 @@ def env_info() -> dict:
         import denseav
 
         version = getattr(denseav, "__version__", None)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         version = f"import failed: {e}"
     return {
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -752,25 +834,48 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer runs and lengths (about 4 minutes)")
     ap.add_argument("--out", type=Path, default=None, help="JSON results (default bench_out/results[_quick].json)")
     ap.add_argument("--weights-dir", type=Path, default=REPO / "bench_out" / "weights_two_head")
-    ap.add_argument("--keys", type=Path, default=None,
-                    help="key manifest (default: <fixtures>/keys/sound_language_two_head.json; fixtures root = "
-                         "$DENSEAV_FIXTURES or ../shared/fixtures from the repo root)")
+    ap.add_argument(
+        "--keys",
+        type=Path,
+        default=None,
+        help="key manifest (default: <fixtures>/keys/sound_language_two_head.json; fixtures root = "
+        "$DENSEAV_FIXTURES or ../shared/fixtures from the repo root)",
+    )
     ap.add_argument("--runs", type=int, default=None, help="timed ground() runs per dtype (default 5, quick 3)")
     ap.add_argument("--load-repeats", type=int, default=3, help="fresh processes for load / peak RSS per dtype")
     ap.add_argument("--lengths", type=str, default=None, help="comma-separated audio seconds for length scaling")
     ap.add_argument("--bf16-max-length", type=float, default=None, help="longest bf16 length (quick: 60)")
     ap.add_argument("--length-timeout", type=float, default=300.0, help="seconds before a length worker is killed")
-    ap.add_argument("--extra-runs", type=int, default=None,
-                    help="more ground() runs allowed while other processes disturb the timed ones (default: --runs)")
+    ap.add_argument(
+        "--extra-runs",
+        type=int,
+        default=None,
+        help="more ground() runs allowed while other processes disturb the timed ones (default: --runs)",
+    )
     ap.add_argument("--encode-count", type=int, default=None, help="items per encode-once test (16; quick 8)")
-    ap.add_argument("--mem-limit-gb", type=float, default=None,
-                    help="address-space limit per worker in GiB (default min(18, 75%% of RAM); 0 = none)")
-    ap.add_argument("--quiet-wait", type=float, default=10.0,
-                    help="before each worker, wait up to this many seconds for other processes to go idle (0: never)")
-    ap.add_argument("--skip", type=str, default="",
-                    help="comma-separated sections to skip: load,ground,encode,scaling,flops,compare")
-    ap.add_argument("--compare-fixtures", action="store_true",
-                    help="only the bf16-vs-fp32 heatmap comparison (full-size model + parity fixtures)")
+    ap.add_argument(
+        "--mem-limit-gb",
+        type=float,
+        default=None,
+        help="address-space limit per worker in GiB (default min(18, 75%% of RAM); 0 = none)",
+    )
+    ap.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=10.0,
+        help="before each worker, wait up to this many seconds for other processes to go idle (0: never)",
+    )
+    ap.add_argument(
+        "--skip",
+        type=str,
+        default="",
+        help="comma-separated sections to skip: load,ground,encode,scaling,flops,compare",
+    )
+    ap.add_argument(
+        "--compare-fixtures",
+        action="store_true",
+        help="only the bf16-vs-fp32 heatmap comparison (full-size model + parity fixtures)",
+    )
     ap.add_argument("--worker", type=str, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--params", type=str, default="{}", help=argparse.SUPPRESS)
     ap.add_argument("--result", type=str, default=None, help=argparse.SUPPRESS)
@@ -796,10 +901,8 @@ def main(argv: list[str] | None = None) -> int:
     keys_path = args.keys or (fixtures_root() / "keys" / "sound_language_two_head.json")
     weights_dir = args.weights_dir.resolve()
     mem_total = None
-    try:
+    with contextlib.suppress(ValueError, OSError):
         mem_total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        pass
     if args.mem_limit_gb is None:
         mem_limit = int(min(18 * 2**30, 0.75 * mem_total)) if mem_total else None
     else:
@@ -809,20 +912,33 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     results: dict = {
         "env": env_info(),
-        "settings": {"quick": quick, "runs": runs, "extra_runs": extra_runs, "load_repeats": args.load_repeats, "lengths": lengths,
-                     "bf16_max_length": None if math.isinf(bf16_max) else bf16_max,
-                     "length_timeout_s": args.length_timeout, "quiet_wait_s": args.quiet_wait,
-                     "encode_count": args.encode_count,
-                     "mem_limit_bytes": mem_limit, "weights_dir": str(weights_dir), "keys": str(keys_path),
-                     "image": f"{IMAGE_SIZE}x{IMAGE_SIZE} RGB uint8 (random)",
-                     "audio": "random float32 at 16 kHz", "skip": sorted(skip)},
-        "original": ORIGINAL, "targets": TARGETS,
+        "settings": {
+            "quick": quick,
+            "runs": runs,
+            "extra_runs": extra_runs,
+            "load_repeats": args.load_repeats,
+            "lengths": lengths,
+            "bf16_max_length": None if math.isinf(bf16_max) else bf16_max,
+            "length_timeout_s": args.length_timeout,
+            "quiet_wait_s": args.quiet_wait,
+            "encode_count": args.encode_count,
+            "mem_limit_bytes": mem_limit,
+            "weights_dir": str(weights_dir),
+            "keys": str(keys_path),
+            "image": f"{IMAGE_SIZE}x{IMAGE_SIZE} RGB uint8 (random)",
+            "audio": "random float32 at 16 kHz",
+            "skip": sorted(skip),
+        },
+        "original": ORIGINAL,
+        "targets": TARGETS,
     }
     log(f"torch {results['env']['torch']}, {results['env']['threads']} threads, {results['env']['cpu_model']}")
 
     tmpdir = Path(tempfile.mkdtemp(prefix="denseav_bench_"))
-    W = lambda task, params, timeout=900.0: run_worker(task, params, timeout=timeout, mem_limit=mem_limit,  # noqa: E731
-                                                        tmpdir=tmpdir)
+
+    def W(task: str, params: dict, timeout: float = 900.0) -> dict:
+        return run_worker(task, params, timeout=timeout, mem_limit=mem_limit, tmpdir=tmpdir)
+
     try:
         # ---- weights
         manifest = json.loads(keys_path.read_text())
@@ -834,8 +950,12 @@ def main(argv: list[str] | None = None) -> int:
             rec = W("generate", {"keys": str(keys_path), "weights_dir": str(weights_dir)}, timeout=1200)
             if not rec.get("ok"):
                 raise SystemExit(f"weight generation failed: {rec.get('error')}")
-            results["weights"] = {"dir": str(weights_dir), "generated": True, **rec["result"],
-                                  "maxrss_kib": rec.get("maxrss_kib")}
+            results["weights"] = {
+                "dir": str(weights_dir),
+                "generated": True,
+                **rec["result"],
+                "maxrss_kib": rec.get("maxrss_kib"),
+            }
         results["weights"]["param_count"] = sum(math.prod(k["shape"]) for k in manifest["keys"])
         base = {"weights_dir": str(weights_dir)}
 
@@ -867,8 +987,16 @@ def main(argv: list[str] | None = None) -> int:
             for dt in DTYPES:
                 n = runs if "ground" not in skip else 0
                 log(f"ground() latency, {dt}: 1 warm-up + {n} runs")
-                results["ground"][dt] = W("ground", {**base, "dtype": dt, "runs": n, "extra_runs": extra_runs if n else 0,
-                                                     "save_heatmaps": str(heat_paths[dt])})
+                results["ground"][dt] = W(
+                    "ground",
+                    {
+                        **base,
+                        "dtype": dt,
+                        "runs": n,
+                        "extra_runs": extra_runs if n else 0,
+                        "save_heatmaps": str(heat_paths[dt]),
+                    },
+                )
 
         # ---- bf16 vs fp32 heatmaps (full-size random model and the tiny parity fixtures)
         if "compare" not in skip:
@@ -892,16 +1020,22 @@ def main(argv: list[str] | None = None) -> int:
             results["encode"] = {}
             enc_dtypes = ("bfloat16",) if quick else DTYPES
             for dt in enc_dtypes:
-                log(f"encode-once throughput, {dt}: 1 image x {args.encode_count} sounds, "
-                    f"{args.encode_count} images x 1 sound")
-                results["encode"][dt] = W("encode", {**base, "dtype": dt, "count": args.encode_count,
-                                                     "seconds": 10.0}, timeout=1200)
+                log(
+                    f"encode-once throughput, {dt}: 1 image x {args.encode_count} sounds, "
+                    f"{args.encode_count} images x 1 sound"
+                )
+                results["encode"][dt] = W(
+                    "encode", {**base, "dtype": dt, "count": args.encode_count, "seconds": 10.0}, timeout=1200
+                )
 
         # ---- FLOPs and matmul peak
         if "flops" not in skip:
             log("FLOPs of one ground() and the machine's matmul peak")
-            results["flops"] = W("flops", {**base, "dtypes": list(DTYPES), "matmul_n": 2048,
-                                           "matmul_reps": 5 if quick else 10}, timeout=900)
+            results["flops"] = W(
+                "flops",
+                {**base, "dtypes": list(DTYPES), "matmul_n": 2048, "matmul_reps": 5 if quick else 10},
+                timeout=900,
+            )
 
         # ---- audio length scaling
         if "scaling" not in skip:
@@ -938,6 +1072,7 @@ def main(argv: list[str] | None = None) -> int:
 # report
 # --------------------------------------------------------------------------------------------------------------
 
+
 def _get(d, *path):
     for p in path:
         if not isinstance(d, dict) or p not in d:
@@ -958,6 +1093,7 @@ def _check(v, target):
 
 def _all_other_cores(r: dict):
     """other_cores_during of every worker record in the results."""
+
     def walk(x):
         if isinstance(x, dict):
             if "other_cores_during" in x:
@@ -967,22 +1103,29 @@ def _all_other_cores(r: dict):
         elif isinstance(x, list):
             for v in x:
                 yield from walk(v)
+
     return list(walk({k: v for k, v in r.items() if k not in ("env", "settings")}))
 
 
 def render(r: dict) -> str:
     env = r["env"]
     lines = []
-    lines.append(f"### denseav benchmark — full-size two-head model (random weights), "
-                 f"{IMAGE_SIZE}x{IMAGE_SIZE} image + 10 s audio")
+    lines.append(
+        f"### denseav benchmark — full-size two-head model (random weights), "
+        f"{IMAGE_SIZE}x{IMAGE_SIZE} image + 10 s audio"
+    )
     lines.append("")
-    lines.append(f"{env['date']} · torch {env['torch']} · {env['threads']} threads · {env['cpu_model']} "
-                 f"(avx512_bf16: {'yes' if env['avx512_bf16'] else 'no'}, amx: "
-                 f"{'yes' if env['amx_bf16'] else 'no'}) · git {env.get('git', {}).get('commit', '?')}"
-                 f"{' (+uncommitted src changes)' if env.get('git', {}).get('dirty_src_files') else ''}"
-                 f"{' · --quick' if r['settings']['quick'] else ''}")
+    lines.append(
+        f"{env['date']} · torch {env['torch']} · {env['threads']} threads · {env['cpu_model']} "
+        f"(avx512_bf16: {'yes' if env['avx512_bf16'] else 'no'}, amx: "
+        f"{'yes' if env['amx_bf16'] else 'no'}) · git {env.get('git', {}).get('commit', '?')}"
+        f"{' (+uncommitted src changes)' if env.get('git', {}).get('dirty_src_files') else ''}"
+        f"{' · --quick' if r['settings']['quick'] else ''}"
+    )
     lines.append("")
-    lines.append("| metric | float32 | bfloat16 | original (fp32) | fp32 / orig | bf16 / orig | target fp32 | target bf16 |")
+    lines.append(
+        "| metric | float32 | bfloat16 | original (fp32) | fp32 / orig | bf16 / orig | target fp32 | target bf16 |"
+    )
     lines.append("|---|---|---|---|---|---|---|---|")
 
     def ratio(v, ref):
@@ -994,60 +1137,81 @@ def render(r: dict) -> str:
     cells = []
     for dt in DTYPES:
         if lat[dt] and lat[dt]["runs"]:
-            cells.append(f"{lat[dt]['median']:.3f} s ({lat[dt]['min']:.2f}–{lat[dt]['max']:.2f})"
-                         f"{_check(lat[dt]['median'], TARGETS['ground_s'][dt])}")
+            cells.append(
+                f"{lat[dt]['median']:.3f} s ({lat[dt]['min']:.2f}–{lat[dt]['max']:.2f})"
+                f"{_check(lat[dt]['median'], TARGETS['ground_s'][dt])}"
+            )
         else:
             err = _get(r, "ground", dt, "error")
             cells.append("error" if err else "–")
-    lines.append(f"| ground() median (min–max), n={r['settings']['runs']} | {cells[0]} | {cells[1]} | "
-                 f"{ORIGINAL['ground_s']:.2f} s | {ratio(med['float32'], ORIGINAL['ground_s'])} | "
-                 f"{ratio(med['bfloat16'], ORIGINAL['ground_s'])} | ≤ {TARGETS['ground_s']['float32']:.3f} s | "
-                 f"≤ {TARGETS['ground_s']['bfloat16']:.3f} s |")
+    lines.append(
+        f"| ground() median (min–max), n={r['settings']['runs']} | {cells[0]} | {cells[1]} | "
+        f"{ORIGINAL['ground_s']:.2f} s | {ratio(med['float32'], ORIGINAL['ground_s'])} | "
+        f"{ratio(med['bfloat16'], ORIGINAL['ground_s'])} | ≤ {TARGETS['ground_s']['float32']:.3f} s | "
+        f"≤ {TARGETS['ground_s']['bfloat16']:.3f} s |"
+    )
     lq = {dt: _get(r, "ground", dt, "result", "latency_quiet") for dt in DTYPES}
     if any(lq.values()):
         qcells = []
         for dt in DTYPES:
             q = lq[dt]
-            qcells.append("no quiet run" if not q else
-                          f"{q['median']:.3f} s ({q['min']:.2f}–{q['max']:.2f}), n={len(q['runs'])}"
-                          f"{_check(q['median'], TARGETS['ground_s'][dt])}")
+            qcells.append(
+                "no quiet run"
+                if not q
+                else f"{q['median']:.3f} s ({q['min']:.2f}–{q['max']:.2f}), n={len(q['runs'])}"
+                f"{_check(q['median'], TARGETS['ground_s'][dt])}"
+            )
         qm = {dt: (lq[dt] or {}).get("median") for dt in DTYPES}
-        lines.append(f"| ground() median, uncontended runs only (others < {QUIET_OTHER_CORES} cores) | {qcells[0]} | "
-                     f"{qcells[1]} | {ORIGINAL['ground_s']:.2f} s | {ratio(qm['float32'], ORIGINAL['ground_s'])} | "
-                     f"{ratio(qm['bfloat16'], ORIGINAL['ground_s'])} | ≤ {TARGETS['ground_s']['float32']:.3f} s | "
-                     f"≤ {TARGETS['ground_s']['bfloat16']:.3f} s |")
+        lines.append(
+            f"| ground() median, uncontended runs only (others < {QUIET_OTHER_CORES} cores) | {qcells[0]} | "
+            f"{qcells[1]} | {ORIGINAL['ground_s']:.2f} s | {ratio(qm['float32'], ORIGINAL['ground_s'])} | "
+            f"{ratio(qm['bfloat16'], ORIGINAL['ground_s'])} | ≤ {TARGETS['ground_s']['float32']:.3f} s | "
+            f"≤ {TARGETS['ground_s']['bfloat16']:.3f} s |"
+        )
     first = {dt: _get(r, "load", dt, "first_ground_s", "median") for dt in DTYPES}
-    lines.append(f"| first ground() after load (cold) | {_f(first['float32'], unit=' s')} | "
-                 f"{_f(first['bfloat16'], unit=' s')} | – | – | – | – | – |")
+    lines.append(
+        f"| first ground() after load (cold) | {_f(first['float32'], unit=' s')} | "
+        f"{_f(first['bfloat16'], unit=' s')} | – | – | – | – | – |"
+    )
     # peak RSS
     rss = {dt: kib_to_gb(_get(r, "load", dt, "peak_rss_kib", "median")) for dt in DTYPES}
     gib = {dt: None if rss[dt] is None else rss[dt] * 1e9 / 2**30 for dt in DTYPES}
-    lines.append(f"| peak RSS, fresh process: load + 1 ground | "
-                 f"{_f(rss['float32'], '{:.2f}', ' GB')} ({_f(gib['float32'], '{:.2f}', ' GiB')})"
-                 f"{_check(rss['float32'], TARGETS['peak_rss_gb']['float32'])} | "
-                 f"{_f(rss['bfloat16'], '{:.2f}', ' GB')} ({_f(gib['bfloat16'], '{:.2f}', ' GiB')})"
-                 f"{_check(rss['bfloat16'], TARGETS['peak_rss_gb']['bfloat16'])} | "
-                 f"{ORIGINAL['peak_rss_gb']:.2f} GB | {ratio(rss['float32'], ORIGINAL['peak_rss_gb'])} | "
-                 f"{ratio(rss['bfloat16'], ORIGINAL['peak_rss_gb'])} | ≤ {TARGETS['peak_rss_gb']['float32']:.1f} GB | "
-                 f"≤ {TARGETS['peak_rss_gb']['bfloat16']:.1f} GB |")
+    lines.append(
+        f"| peak RSS, fresh process: load + 1 ground | "
+        f"{_f(rss['float32'], '{:.2f}', ' GB')} ({_f(gib['float32'], '{:.2f}', ' GiB')})"
+        f"{_check(rss['float32'], TARGETS['peak_rss_gb']['float32'])} | "
+        f"{_f(rss['bfloat16'], '{:.2f}', ' GB')} ({_f(gib['bfloat16'], '{:.2f}', ' GiB')})"
+        f"{_check(rss['bfloat16'], TARGETS['peak_rss_gb']['bfloat16'])} | "
+        f"{ORIGINAL['peak_rss_gb']:.2f} GB | {ratio(rss['float32'], ORIGINAL['peak_rss_gb'])} | "
+        f"{ratio(rss['bfloat16'], ORIGINAL['peak_rss_gb'])} | ≤ {TARGETS['peak_rss_gb']['float32']:.1f} GB | "
+        f"≤ {TARGETS['peak_rss_gb']['bfloat16']:.1f} GB |"
+    )
     rss_load = {dt: kib_to_gb(_get(r, "load", dt, "maxrss_after_load_kib", "median")) for dt in DTYPES}
-    lines.append(f"| peak RSS after load only | {_f(rss_load['float32'], '{:.2f}', ' GB')} | "
-                 f"{_f(rss_load['bfloat16'], '{:.2f}', ' GB')} | – | – | – | – | – |")
+    lines.append(
+        f"| peak RSS after load only | {_f(rss_load['float32'], '{:.2f}', ' GB')} | "
+        f"{_f(rss_load['bfloat16'], '{:.2f}', ' GB')} | – | – | – | – | – |"
+    )
     # load / import
     ld = {dt: _get(r, "load", dt, "load_s", "median") for dt in DTYPES}
-    lines.append(f"| load(local dir) median of {r['settings']['load_repeats']} fresh processes | "
-                 f"{_f(ld['float32'], unit=' s')}{_check(ld['float32'], TARGETS['load_s'])} | "
-                 f"{_f(ld['bfloat16'], unit=' s')}{_check(ld['bfloat16'], TARGETS['load_s'])} | "
-                 f"~{ORIGINAL['build_s']:.0f} s build + read | {ratio(ld['float32'], ORIGINAL['build_s'])} | "
-                 f"{ratio(ld['bfloat16'], ORIGINAL['build_s'])} | ≤ {TARGETS['load_s']:.0f} s | ≤ {TARGETS['load_s']:.0f} s |")
+    lines.append(
+        f"| load(local dir) median of {r['settings']['load_repeats']} fresh processes | "
+        f"{_f(ld['float32'], unit=' s')}{_check(ld['float32'], TARGETS['load_s'])} | "
+        f"{_f(ld['bfloat16'], unit=' s')}{_check(ld['bfloat16'], TARGETS['load_s'])} | "
+        f"~{ORIGINAL['build_s']:.0f} s build + read | {ratio(ld['float32'], ORIGINAL['build_s'])} | "
+        f"{ratio(ld['bfloat16'], ORIGINAL['build_s'])} | ≤ {TARGETS['load_s']:.0f} s | ≤ {TARGETS['load_s']:.0f} s |"
+    )
     imp = [_get(r, "load", dt, "import_total_s", "median") for dt in DTYPES]
     impd = [_get(r, "load", dt, "import_denseav_s", "median") for dt in DTYPES]
-    lines.append(f"| `import denseav` (incl. torch) / denseav alone | "
-                 f"{_f(imp[0], '{:.2f}')} / {_f(impd[0], '{:.2f}')} s | {_f(imp[1], '{:.2f}')} / {_f(impd[1], '{:.2f}')} s "
-                 f"| – | – | – | – | – |")
+    lines.append(
+        f"| `import denseav` (incl. torch) / denseav alone | "
+        f"{_f(imp[0], '{:.2f}')} / {_f(impd[0], '{:.2f}')} s | {_f(imp[1], '{:.2f}')} / {_f(impd[1], '{:.2f}')} s "
+        f"| – | – | – | – | – |"
+    )
     # encode-once
-    for key, label in (("one_image_many_sounds", "1 image x {k} sounds (10 s)"),
-                       ("many_images_one_sound", "{k} images x 1 sound")):
+    for key, label in (
+        ("one_image_many_sounds", "1 image x {k} sounds (10 s)"),
+        ("many_images_one_sound", "{k} images x 1 sound"),
+    ):
         k = r["settings"]["encode_count"]
         vals = []
         for dt in DTYPES:
@@ -1056,6 +1220,7 @@ def render(r: dict) -> str:
             if e is None:
                 vals.append("error" if _get(r, "encode", dt, "error") else "–")
                 continue
+
             def busy(x):
                 return " ⚠️" if (x.get("cpu") or {}).get("other_cores", 0.0) >= QUIET_OTHER_CORES else ""
 
@@ -1065,8 +1230,10 @@ def render(r: dict) -> str:
             elif b and "error" in b:
                 s += "; batched: error"
             vals.append(s)
-        lines.append(f"| encode once: {label.format(k=k)}, total (per item) | {vals[0]} | {vals[1]} | "
-                     f"{k} x ground = {k * ORIGINAL['ground_s']:.1f} s | – | – | – | – |")
+        lines.append(
+            f"| encode once: {label.format(k=k)}, total (per item) | {vals[0]} | {vals[1]} | "
+            f"{k} x ground = {k * ORIGINAL['ground_s']:.1f} s | – | – | – | – |"
+        )
     # FLOPs
     fl = _get(r, "flops", "result")
     if fl:
@@ -1075,41 +1242,57 @@ def render(r: dict) -> str:
         best = {dt: (lq[dt] or {}).get("median") or med[dt] for dt in DTYPES}  # uncontended median if any
         ach = {dt: (gfl[dt] / best[dt]) if gfl[dt] and best[dt] else None for dt in DTYPES}
         frac = {dt: (ach[dt] / peak[dt]) if ach[dt] and peak[dt] else None for dt in DTYPES}
-        lines.append(f"| FLOPs of one ground() (FlopCounterMode) | {_f(gfl['float32'], '{:.1f}', ' GFLOP')} | "
-                     f"{_f(gfl['bfloat16'], '{:.1f}', ' GFLOP')} | – | – | – | – | – |")
-        lines.append(f"| achieved GFLOP/s (FLOPs / median latency, uncontended if any) | {_f(ach['float32'], '{:.0f}')} | "
-                     f"{_f(ach['bfloat16'], '{:.0f}')} | – | – | – | – | – |")
+        lines.append(
+            f"| FLOPs of one ground() (FlopCounterMode) | {_f(gfl['float32'], '{:.1f}', ' GFLOP')} | "
+            f"{_f(gfl['bfloat16'], '{:.1f}', ' GFLOP')} | – | – | – | – | – |"
+        )
+        lines.append(
+            f"| achieved GFLOP/s (FLOPs / median latency, uncontended if any) | {_f(ach['float32'], '{:.0f}')} | "
+            f"{_f(ach['bfloat16'], '{:.0f}')} | – | – | – | – | – |"
+        )
         n = _get(fl, "matmul", "float32", "n") or 2048
-        lines.append(f"| matmul peak, {n}x{n} median GFLOP/s | {_f(peak['float32'], '{:.0f}')} | "
-                     f"{_f(peak['bfloat16'], '{:.0f}')} | – | – | – | – | – |")
-        lines.append(f"| achieved / matmul peak | {_f(None if frac['float32'] is None else 100 * frac['float32'], '{:.0f}', ' %')} | "
-                     f"{_f(None if frac['bfloat16'] is None else 100 * frac['bfloat16'], '{:.0f}', ' %')} | – | – | – | – | – |")
+        lines.append(
+            f"| matmul peak, {n}x{n} median GFLOP/s | {_f(peak['float32'], '{:.0f}')} | "
+            f"{_f(peak['bfloat16'], '{:.0f}')} | – | – | – | – | – |"
+        )
+        lines.append(
+            f"| achieved / matmul peak | {_f(None if frac['float32'] is None else 100 * frac['float32'], '{:.0f}', ' %')} | "
+            f"{_f(None if frac['bfloat16'] is None else 100 * frac['bfloat16'], '{:.0f}', ' %')} | – | – | – | – | – |"
+        )
     # compare
     cmp_ = r.get("compare")
     if cmp_:
         full = cmp_.get("full_size_random", {})
         pct = full.get("max_abs_diff_pct_of_range")
-        lines.append(f"| bf16 vs fp32 heatmaps, max abs diff / fp32 range (full size) | reference | "
-                     f"{_f(pct, '{:.2f}', ' %')} | – | – | – | – | – |")
+        lines.append(
+            f"| bf16 vs fp32 heatmaps, max abs diff / fp32 range (full size) | reference | "
+            f"{_f(pct, '{:.2f}', ' %')} | – | – | – | – | – |"
+        )
         for name, d in sorted((cmp_.get("parity_fixtures") or {}).items()):
             if not isinstance(d, dict):
                 continue
             v = d.get("max_abs_diff_pct_of_range")
-            lines.append(f"| bf16 vs fp32 heatmaps, parity fixture `{name}` | reference | "
-                         f"{_f(v, '{:.2f}', ' %') if 'error' not in d else 'error: ' + d['error'][:80]} | – | – | – | – | – |")
+            lines.append(
+                f"| bf16 vs fp32 heatmaps, parity fixture `{name}` | reference | "
+                f"{_f(v, '{:.2f}', ' %') if 'error' not in d else 'error: ' + d['error'][:80]} | – | – | – | – | – |"
+            )
     lines.append("")
-    lines.append("GB = 10^9 bytes (ru_maxrss KiB x 1024). Ratios are ours / original; ✅/❌ against the target; "
-                 "⚠️ = other processes used the CPU during that measurement. Each cell is measured in fresh "
-                 "processes, one at a time.")
+    lines.append(
+        "GB = 10^9 bytes (ru_maxrss KiB x 1024). Ratios are ours / original; ✅/❌ against the target; "
+        "⚠️ = other processes used the CPU during that measurement. Each cell is measured in fresh "
+        "processes, one at a time."
+    )
     other = {dt: _get(r, "ground", dt, "result", "other_cores_mean") for dt in DTYPES}
     busy = [v for v in _all_other_cores(r) if v is not None]
     if any(v is not None for v in other.values()) or busy:
         worst = max(busy) if busy else None
         flag = (worst is not None and worst > 0.3) or any(v is not None and v > 0.3 for v in other.values())
-        lines.append(f"Other processes' CPU use during the timed ground() runs: fp32 {_f(other['float32'], '{:.2f}')}, "
-                     f"bf16 {_f(other['bfloat16'], '{:.2f}')} cores on average; worst over any worker "
-                     f"{_f(worst, '{:.2f}')} cores" + (" — ⚠️ the machine was shared, timings are inflated."
-                                                       if flag else " (quiet machine)."))
+        lines.append(
+            f"Other processes' CPU use during the timed ground() runs: fp32 {_f(other['float32'], '{:.2f}')}, "
+            f"bf16 {_f(other['bfloat16'], '{:.2f}')} cores on average; worst over any worker "
+            f"{_f(worst, '{:.2f}')} cores"
+            + (" — ⚠️ the machine was shared, timings are inflated." if flag else " (quiet machine).")
+        )
 
     fails = []
     for dt in DTYPES:
@@ -1145,13 +1328,17 @@ def render(r: dict) -> str:
                 elif row.get("ok"):
                     res = row["result"]
                     busy = (res.get("cpu") or {}).get("other_cores", 0.0) >= QUIET_OTHER_CORES
-                    cells += [f"{res['ground_s']:.2f} s ({res['ground_s'] / s:.3f} s per audio s)"
-                              + (" ⚠️ shared CPU" if busy else ""),
-                              f"{kib_to_gb(res['maxrss_kib']):.2f} GB"]
+                    cells += [
+                        f"{res['ground_s']:.2f} s ({res['ground_s'] / s:.3f} s per audio s)"
+                        + (" ⚠️ shared CPU" if busy else ""),
+                        f"{kib_to_gb(res['maxrss_kib']):.2f} GB",
+                    ]
                 else:
                     err = str(row.get("error", "error"))
-                    cells += ["failed: " + err.split(";")[0][:90].replace("|", "/"),
-                              _f(kib_to_gb(row.get("maxrss_kib")), "{:.2f}", " GB")]
+                    cells += [
+                        "failed: " + err.split(";")[0][:90].replace("|", "/"),
+                        _f(kib_to_gb(row.get("maxrss_kib")), "{:.2f}", " GB"),
+                    ]
             lines.append(f"| {s:g} s | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -57,14 +57,27 @@ def main() -> None:
             out = Path(tmp) / f"out_{seconds:g}.mp4"
             proc = subprocess.run(
                 [sys.executable, "-c", WORKER, args.weights, str(src), str(out), str(ROOT / "src")],
-                capture_output=True, text=True, check=True,
+                capture_output=True,
+                text=True,
+                check=True,
             )
             frames, analysed, total, rss_kib = proc.stdout.split()
-            rows.append({"seconds": seconds, "size": args.size, "fps": args.fps, "analysed_frames": int(frames),
-                         "analyse_s": float(analysed), "analyse_and_render_s": float(total),
-                         "peak_rss_gb": round(int(rss_kib) * 1024 / 1e9, 3), "generate_s": round(made, 1)})
-            print(f"{seconds:>6g} s {args.size} @ {args.fps} fps: {frames} frames analysed in {analysed} s, "
-                  f"with rendering {total} s, peak RSS {rows[-1]['peak_rss_gb']:.3f} GB")
+            rows.append(
+                {
+                    "seconds": seconds,
+                    "size": args.size,
+                    "fps": args.fps,
+                    "analysed_frames": int(frames),
+                    "analyse_s": float(analysed),
+                    "analyse_and_render_s": float(total),
+                    "peak_rss_gb": round(int(rss_kib) * 1024 / 1e9, 3),
+                    "generate_s": round(made, 1),
+                }
+            )
+            print(
+                f"{seconds:>6g} s {args.size} @ {args.fps} fps: {frames} frames analysed in {analysed} s, "
+                f"with rendering {total} s, peak RSS {rows[-1]['peak_rss_gb']:.3f} GB"
+            )
     out = ROOT / "bench_out" / "video_memory.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(rows, indent=2))

@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -57,7 +56,9 @@ def measure(model: denseav.DenseAV, clip: np.ndarray, image: np.ndarray, window:
         "heatmap_max_abs_diff_pct_of_range": round(100 * float(diff.max()) / span, 3),
         "heatmap_mean_abs_diff_pct_of_range": round(100 * float(diff.mean()) / span, 4),
         "steps_moved_over_1pct": round(float((per_step > 0.01 * span).float().mean()), 4),
-        "audio_feature_max_abs_diff_pct_of_range": round(100 * float((whole_feats - win_feats).abs().max()) / feat_span, 3),
+        "audio_feature_max_abs_diff_pct_of_range": round(
+            100 * float((whole_feats - win_feats).abs().max()) / feat_span, 3
+        ),
         "score_whole": whole.score,
         "score_windowed": win.score,
     }
@@ -65,8 +66,12 @@ def measure(model: denseav.DenseAV, clip: np.ndarray, image: np.ndarray, window:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", nargs="*", help="checkpoint folders (default: the benchmark's full-size "
-                        "random model if present, and every parity fixture)")
+    parser.add_argument(
+        "--weights",
+        nargs="*",
+        help="checkpoint folders (default: the benchmark's full-size "
+        "random model if present, and every parity fixture)",
+    )
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench_out" / "window_deviation.json")
     args = parser.parse_args()
@@ -85,10 +90,12 @@ def main() -> None:
         rows = [measure(model, clip, image, w, o) for w, o in ((10.0, 2.5), (15.0, 5.0), (20.0, 5.0))]
         results[folder.name] = rows
         for r in rows:
-            print(f"{folder.name:24s} window {r['window_s']:>4} s overlap {r['overlap_s']:>3} s: heatmap max "
-                  f"{r['heatmap_max_abs_diff_pct_of_range']:.3f}% / mean {r['heatmap_mean_abs_diff_pct_of_range']:.4f}% "
-                  f"of range; steps moved >1%: {100 * r['steps_moved_over_1pct']:.1f}%; score "
-                  f"{r['score_whole']:.4f} -> {r['score_windowed']:.4f}")
+            print(
+                f"{folder.name:24s} window {r['window_s']:>4} s overlap {r['overlap_s']:>3} s: heatmap max "
+                f"{r['heatmap_max_abs_diff_pct_of_range']:.3f}% / mean {r['heatmap_mean_abs_diff_pct_of_range']:.4f}% "
+                f"of range; steps moved >1%: {100 * r['steps_moved_over_1pct']:.1f}%; score "
+                f"{r['score_whole']:.4f} -> {r['score_windowed']:.4f}"
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"clip_seconds": args.seconds, "results": results}, indent=2))
     print(f"wrote {args.out}")

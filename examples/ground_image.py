@@ -1,7 +1,7 @@
 """Image + sound -> PNG: where in the picture the sound comes from, per head, with a time strip.
 
-    python examples/ground_image.py dog.jpg bark.wav -o dog_bark.png
-    python examples/ground_image.py image.png audio.wav --weights path/to/checkpoint_folder   # offline
+python examples/ground_image.py dog.jpg bark.wav -o dog_bark.png
+python examples/ground_image.py image.png audio.wav --weights path/to/checkpoint_folder   # offline
 """
 
 from __future__ import annotations

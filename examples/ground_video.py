@@ -1,7 +1,7 @@
 """Video with sound -> MP4 showing, frame by frame, where the sound at that moment comes from.
 
-    python examples/ground_video.py clip.mp4 -o clip_denseav.mp4
-    python examples/ground_video.py clip.mp4 --fps 2 --layout panels --weights path/to/checkpoint_folder
+python examples/ground_video.py clip.mp4 -o clip_denseav.mp4
+python examples/ground_video.py clip.mp4 --fps 2 --layout panels --weights path/to/checkpoint_folder
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 from pathlib import Path
-from typing import Optional
 
 import av
 import numpy as np
@@ -20,11 +19,11 @@ def make_clip(
     seconds: float = 3.0,
     audio: bool = True,
     audio_rate: int = 16_000,
-    audio_seconds: Optional[float] = None,
+    audio_seconds: float | None = None,
     codec: str = "libx264",
 ) -> Path:
     """An MP4 with a white square sliding over a dark gradient and (optionally) an AAC 440 Hz tone."""
-    n_frames = int(round(seconds * fps))
+    n_frames = round(seconds * fps)
     with av.open(str(path), "w") as out:
         vs = out.add_stream(codec, rate=fps)
         vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
@@ -48,7 +47,7 @@ def make_clip(
         for packet in vs.encode():
             out.mux(packet)
         if audio:
-            total = int(round((seconds if audio_seconds is None else audio_seconds) * audio_rate))
+            total = round((seconds if audio_seconds is None else audio_seconds) * audio_rate)
             t = np.arange(total, dtype=np.float64) / audio_rate
             wave = (0.3 * np.sin(2 * math.pi * 440 * t)).astype(np.float32)
             block = 1024

@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 import os
 
 # Before anything imports huggingface_hub: never touch the network from tests.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +11,8 @@ import torch
 from PIL import Image
 
 import denseav
-from denseav.errors import InputError, ModelNotFoundError
-
 from _fixtures import PARITY_DIRS
+from denseav.errors import InputError, ModelNotFoundError
 
 FOLDER = PARITY_DIRS[0] if PARITY_DIRS else Path("missing")
 
@@ -188,7 +186,9 @@ def test_long_audio_is_windowed(model, monkeypatch):
     assert torch.isfinite(b).all()
     short = denseav.encode_audio(noise(3.0), sample_rate=16000, model=model)  # under the window: exact, whole
     monkeypatch.setattr(model, "audio_window_seconds", None)
-    assert torch.equal(short.features.features, denseav.encode_audio(noise(3.0), sample_rate=16000, model=model).features.features)
+    assert torch.equal(
+        short.features.features, denseav.encode_audio(noise(3.0), sample_rate=16000, model=model).features.features
+    )
 
 
 def test_conv_features_chunking_is_exact(model, monkeypatch):

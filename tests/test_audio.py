@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import time
-import wave
 import warnings
+import wave
 from pathlib import Path
 
 import av
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from _fixtures import PARITY_DIRS
 from denseav.audio import (
     SAMPLE_RATE,
     AudioFileNotFoundError,
@@ -23,8 +24,6 @@ from denseav.audio import (
     resample,
 )
 from denseav.errors import InputError
-
-from _fixtures import PARITY_DIRS
 
 # ----------------------------------------------------------------------------------------------- helpers
 
@@ -315,8 +314,16 @@ def test_path_with_conflicting_rate(tmp_path: Path) -> None:
     [
         (np.zeros(0, dtype=np.float32), {"sample_rate": 16000}, "empty"),
         (np.zeros((2, 0), dtype=np.float32), {"sample_rate": 16000}, "empty"),
-        (np.array([0.1, np.nan, 0.2] * 10, dtype=np.float32), {"sample_rate": 16000}, "NaN/inf samples at 10 positions"),
-        (torch.tensor([0.1, float("inf"), -float("inf")] * 10), {"sample_rate": 16000}, "NaN/inf samples at 20 positions"),
+        (
+            np.array([0.1, np.nan, 0.2] * 10, dtype=np.float32),
+            {"sample_rate": 16000},
+            "NaN/inf samples at 10 positions",
+        ),
+        (
+            torch.tensor([0.1, float("inf"), -float("inf")] * 10),
+            {"sample_rate": 16000},
+            "NaN/inf samples at 20 positions",
+        ),
         (np.ones(100, dtype=np.float32), {}, "sample_rate is required"),
         (np.ones(100, dtype=np.float32), {"sample_rate": 0}, "positive int"),
         (np.ones(100, dtype=np.float32), {"sample_rate": -44100}, "positive int"),

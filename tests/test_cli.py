@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from denseav import cli
-
 from _fixtures import PARITY_DIRS
 from _media import make_clip, probe
+from denseav import cli
 
 
 def two_head_dir() -> Path:
@@ -27,7 +26,11 @@ def two_head_dir() -> Path:
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     return subprocess.run(
-        [sys.executable, "-m", "denseav", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "denseav", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=300,
     )
 
@@ -42,8 +45,20 @@ def one_error_line(proc: subprocess.CompletedProcess) -> str:
 
 def test_ground_writes_png_and_json(tmp_path):
     folder = two_head_dir()
-    proc = run("ground", folder / "image.png", folder / "audio.wav", "--weights", folder, "-o", "out.png",
-               "--json", "out.json", "--time", "1.0", cwd=tmp_path)
+    proc = run(
+        "ground",
+        folder / "image.png",
+        folder / "audio.wav",
+        "--weights",
+        folder,
+        "-o",
+        "out.png",
+        "--json",
+        "out.json",
+        "--time",
+        "1.0",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "score:" in proc.stdout and "peak language" in proc.stdout and "peak sound" in proc.stdout
     with Image.open(tmp_path / "out.png") as im:
@@ -56,8 +71,20 @@ def test_ground_writes_png_and_json(tmp_path):
 
 def test_ground_json_to_stdout_and_quiet(tmp_path):
     folder = two_head_dir()
-    proc = run("ground", folder / "image.png", folder / "audio.wav", "--weights", folder / "checkpoint.ckpt",
-               "--json", "-", "-q", "--raw-audio", "--channel", "first", cwd=tmp_path)
+    proc = run(
+        "ground",
+        folder / "image.png",
+        folder / "audio.wav",
+        "--weights",
+        folder / "checkpoint.ckpt",
+        "--json",
+        "-",
+        "-q",
+        "--raw-audio",
+        "--channel",
+        "first",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)  # stdout is pure JSON
     assert data["image_size"] == {"width": 330, "height": 213}
@@ -133,7 +160,7 @@ def test_usage_errors_are_one_line(capsys, tmp_path):
         (["download", str(folder)], "local path"),
     ]
     for argv, needle in cases:
-        code, out, err = call(argv, capsys)
+        code, _out, err = call(argv, capsys)
         assert code == 2, (argv, err)
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("denseav: error: ") and needle in lines[0], (argv, err)
@@ -144,8 +171,16 @@ def test_missing_weights_and_debug(capsys, tmp_path):
     code, _, err = call(["ground", folder / "image.png", folder / "audio.wav", "--weights", tmp_path / "none"], capsys)
     assert code == 1 and err.strip().startswith("denseav: error: --weights") and len(err.strip().splitlines()) == 1
     with pytest.raises(FileNotFoundError):  # --debug: the real exception, with its traceback
-        cli.main(["ground", str(folder / "image.png"), str(folder / "audio.wav"), "--weights", str(tmp_path / "x"),
-                  "--debug"])
+        cli.main(
+            [
+                "ground",
+                str(folder / "image.png"),
+                str(folder / "audio.wav"),
+                "--weights",
+                str(tmp_path / "x"),
+                "--debug",
+            ]
+        )
 
 
 def test_models_download_and_help(capsys):

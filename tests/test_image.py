@@ -10,9 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from denseav.errors import InputError
-
 from _fixtures import PARITY_DIRS
+from denseav.errors import InputError
 from denseav.image import (
     DEFAULT_BACKGROUND,
     IMAGENET_MEAN,
@@ -25,7 +24,6 @@ from denseav.image import (
     resize_short_side,
     to_rgb_uint8,
 )
-
 
 FIXTURES = [p for p in PARITY_DIRS if (p / "image.png").is_file()]
 
@@ -335,7 +333,18 @@ def test_normalisation_constants() -> None:
 # maps_to_original geometry
 # ------------------------------------------------------------------------------------------
 
-SIZES = [(301, 250), (250, 301), (213, 330), (330, 213), (640, 480), (100, 1000), (1000, 100), (37, 53), (224, 224), (5, 5)]
+SIZES = [
+    (301, 250),
+    (250, 301),
+    (213, 330),
+    (330, 213),
+    (640, 480),
+    (100, 1000),
+    (1000, 100),
+    (37, 53),
+    (224, 224),
+    (5, 5),
+]
 
 
 def _expected_box(g: int, n_cells: int, resized: int, original: int) -> tuple[float, float]:

@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from _fixtures import KEY_MANIFESTS, fixtures_root
 from denseav.build import build_denseav, convert_strict
 from denseav.checkpoint import RawCheckpoint, TensorSource, config_from_original
 from denseav.pretrained import pretrained_models
-
-from _fixtures import KEY_MANIFESTS, fixtures_root
 
 
 def test_manifests_are_present():
@@ -26,7 +25,9 @@ def test_manifests_are_present():
 def _raw(manifest: dict, rename=lambda k: k) -> RawCheckpoint:
     shapes = {rename(e["key"]): tuple(e["shape"]) for e in manifest["keys"]}
     tensors = {k: torch.empty(s, device="meta") for k, s in shapes.items()}
-    return RawCheckpoint(manifest["config_json"], TensorSource(list(tensors), lambda k, dtype=None: tensors[k], shapes), None, "manifest")
+    return RawCheckpoint(
+        manifest["config_json"], TensorSource(list(tensors), lambda k, dtype=None: tensors[k], shapes), None, "manifest"
+    )
 
 
 def _newer_names(key: str) -> str:
@@ -34,7 +35,9 @@ def _newer_names(key: str) -> str:
     key = key.replace(".qkv.weight", ".qkv.base_layer.weight").replace(".qkv.bias", ".qkv.base_layer.bias")
     if "image_model.base_model" not in key:
         key = key.replace(".qkv.base_layer.", ".qkv.")
-    return key.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1", "weight_v")
+    return key.replace("parametrizations.weight.original0", "weight_g").replace(
+        "parametrizations.weight.original1", "weight_v"
+    )
 
 
 @pytest.mark.parametrize("path", KEY_MANIFESTS, ids=lambda p: p.stem)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -16,9 +15,8 @@ import torch
 from safetensors.torch import load_file
 
 import denseav
-from denseav.errors import CheckpointError, ModelNotFoundError
-
 from _fixtures import PARITY_DIRS
+from denseav.errors import CheckpointError, ModelNotFoundError
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -74,12 +72,15 @@ def test_hf_cache_offline(folder: Path, tmp_path: Path):
     lay_out_hf_cache(cache, "someone/tiny-denseav", folder)
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(folder), name, "someone/tiny-denseav", repo],
-        env=_offline_env(cache), capture_output=True, text=True, timeout=300,
+        env=_offline_env(cache),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     result = report["grounding"]
-    for key, (err, heads) in result.items():
+    for key, (err, _heads) in result.items():
         assert err <= 1e-4 + 1e-5 * 40, f"{key}: max error {err}"  # values reach ~40
     assert tuple(result[name][1]) == denseav.pretrained.find_pretrained(name).head_names
     assert report["cached"] == {m: m == name for m in denseav.list_models()}
@@ -87,8 +88,9 @@ def test_hf_cache_offline(folder: Path, tmp_path: Path):
 
 def test_offline_without_cache_says_what_to_do(tmp_path: Path):
     code = "import denseav; denseav.load('sound-language')"
-    proc = subprocess.run([sys.executable, "-c", code], env=_offline_env(tmp_path / "empty"),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=_offline_env(tmp_path / "empty"), capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode != 0
     assert "ModelNotFoundError" in proc.stderr
     assert "denseav download sound-language" in proc.stderr and "local" in proc.stderr

@@ -14,11 +14,10 @@ import torch
 from safetensors.torch import load_file
 
 import denseav
+from _fixtures import PARITY_DIRS, fixtures_root
 from denseav.audio import decode_audio, prepare_audio
 from denseav.image import preprocess_image, resize_short_side, to_rgb_uint8
 from denseav.result import temporal_blur
-
-from _fixtures import PARITY_DIRS, fixtures_root
 
 ATOL, RTOL = 1e-4, 1e-5
 
@@ -89,8 +88,16 @@ def pipeline_outputs(model: denseav.DenseAV, folder: Path) -> dict[str, torch.Te
 
 # The tensors every fixture must be checked on (a fixture may hold more; those are compared when we have them).
 CORE = {
-    "audio.waveform_16k", "image.frames", "image.feats", "audio.feats", "audio.cls", "image.cls",
-    "sim.volume", "sim.heatmap", "sim.score", "sim.score_per_head",
+    "audio.waveform_16k",
+    "image.frames",
+    "image.feats",
+    "audio.feats",
+    "audio.cls",
+    "image.cls",
+    "sim.volume",
+    "sim.heatmap",
+    "sim.score",
+    "sim.score_per_head",
 }
 
 
@@ -117,11 +124,11 @@ def compare(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> 
 @pytest.mark.parametrize("folder", PARITY_DIRS, ids=lambda p: p.name)
 def test_parity_every_loading_path(folder: Path, tmp_path: Path):
     expected = load_file(str(folder / "expected.safetensors"))
-    assert CORE <= expected.keys(), f"fixture lacks {CORE - expected.keys()}"
+    assert expected.keys() >= CORE, f"fixture lacks {CORE - expected.keys()}"
     for label, source in _sources(folder, tmp_path).items():
         model = denseav.load(source, device="cpu")
         errors = compare(expected, pipeline_outputs(model, folder))
-        assert CORE <= errors.keys(), f"{label}: not compared: {CORE - errors.keys()}"
+        assert errors.keys() >= CORE, f"{label}: not compared: {CORE - errors.keys()}"
         worst = max(errors.items(), key=lambda kv: kv[1][0])
         print(f"{folder.name} via {label}: {len(errors)} tensors, worst {worst[0]} {worst[1][0]:.2e}")
 

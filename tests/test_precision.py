@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import denseav
-
 from _fixtures import PARITY_DIRS
 
 

@@ -10,12 +10,11 @@ import torch
 from PIL import Image
 
 import denseav
+from _fixtures import PARITY_DIRS
 from denseav.errors import InputError
 from denseav.image import preprocess_image
 from denseav.render import HEAD_COLORS, display_range, head_colors, overlay, save_png, time_strip
 from denseav.result import Grounding
-
-from _fixtures import PARITY_DIRS
 
 GREY = 128
 

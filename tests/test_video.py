@@ -11,12 +11,11 @@ import pytest
 import torch
 
 import denseav
+from _fixtures import PARITY_DIRS
+from _media import make_clip, probe
 from denseav.errors import InputError
 from denseav.render import render_video
 from denseav.video import DEFAULT_MAX_FPS, VideoGrounding, ground_video
-
-from _fixtures import PARITY_DIRS
-from _media import make_clip, probe
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +74,9 @@ def test_frame_maps_match_ground_on_the_same_frame(grounded, model, clip):
         torch.testing.assert_close(grounded.frame_maps[i], g.heatmaps[:, step], atol=1e-4, rtol=1e-5)
         torch.testing.assert_close(grounded.smoothed_maps[i], g.smoothed()[:, step], atol=1e-4, rtol=1e-5)
     full = grounded.frame_grounding(7, model)
-    torch.testing.assert_close(full.heatmaps[:, int(grounded.frame_steps[7])], grounded.frame_maps[7], atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(
+        full.heatmaps[:, int(grounded.frame_steps[7])], grounded.frame_maps[7], atol=1e-4, rtol=1e-5
+    )
 
 
 def test_sampling_options(model, clip):

@@ -6,6 +6,8 @@
 >>> g.head_names                            # ("language", "sound")
 """
 
+from __future__ import annotations
+
 from .api import EncodedAudio, EncodedImage, encode_audio, encode_image, get_model, ground, similarity
 from .build import build_denseav, load
 from .checkpoint import checkpoint_filter_fn, config_from_original
@@ -18,17 +20,17 @@ from .video import VideoGrounding, ground_video
 __version__ = "0.1.0"
 
 __all__ = [
-    "CheckpointError",
     "DEFAULT_MODEL",
+    "CheckpointError",
     "DenseAV",
     "DenseAVConfig",
     "DenseAVError",
     "EncodedAudio",
     "EncodedImage",
     "Grounding",
-    "VideoGrounding",
     "InputError",
     "ModelNotFoundError",
+    "VideoGrounding",
     "build_denseav",
     "checkpoint_filter_fn",
     "config_from_original",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Optional, Sequence, Union
 
+import numpy as np
 import torch
 
 from .audio import SAMPLE_RATE, prepare_audio
@@ -17,8 +18,8 @@ from .modeling import AudioFeatures, DenseAV, ImageFeatures
 from .pretrained import DEFAULT_MODEL
 from .result import Grounding
 
-ModelLike = Union[str, os.PathLike, DenseAV]
-AudioInput = Union[str, os.PathLike, torch.Tensor, "numpy.ndarray"]
+ModelLike = str | os.PathLike[str] | DenseAV
+AudioInput = str | os.PathLike[str] | torch.Tensor | np.ndarray
 
 _cache: dict[tuple, DenseAV] = {}
 _cache_lock = threading.Lock()
@@ -28,9 +29,9 @@ _CACHE_SIZE = 2
 def get_model(
     model: ModelLike = DEFAULT_MODEL,
     *,
-    device: Union[str, torch.device, None] = None,
+    device: str | torch.device | None = None,
     dtype: DTypeLike = None,
-    revision: Optional[str] = None,
+    revision: str | None = None,
 ) -> DenseAV:
     """A loaded model: passed through if already one, else loaded once and kept (the last two are cached)."""
     if isinstance(model, DenseAV):
@@ -55,7 +56,7 @@ class EncodedImage:
 
     features: ImageFeatures
     geometry: ImageGeometry
-    rgb: Optional[torch.Tensor] = field(default=None, repr=False)  # original uint8 [3, H0, W0]
+    rgb: torch.Tensor | None = field(default=None, repr=False)  # original uint8 [3, H0, W0]
 
 
 @dataclass
@@ -65,7 +66,7 @@ class EncodedAudio:
     features: AudioFeatures
     times: torch.Tensor
     duration: float
-    waveform: Optional[torch.Tensor] = field(default=None, repr=False)  # the model's 16 kHz input [N]
+    waveform: torch.Tensor | None = field(default=None, repr=False)  # the model's 16 kHz input [N]
 
 
 def _is_batch(x: object) -> bool:
@@ -78,16 +79,16 @@ def _chunks(items: list, size: int):
 
 
 def encode_image(
-    image: Union[ImageInput, Sequence[ImageInput]],
+    image: ImageInput | Sequence[ImageInput],
     *,
     model: ModelLike = DEFAULT_MODEL,
-    image_size: Optional[int] = DEFAULT_IMAGE_SIZE,
+    image_size: int | None = DEFAULT_IMAGE_SIZE,
     background: tuple[int, int, int] = DEFAULT_BACKGROUND,
     demo_pooling: bool = False,
     batch_size: int = 8,
-    device: Union[str, torch.device, None] = None,
+    device: str | torch.device | None = None,
     dtype: DTypeLike = None,
-) -> Union[EncodedImage, list[EncodedImage]]:
+) -> EncodedImage | list[EncodedImage]:
     """Encode an image (path, PIL image, HWC uint8 array or CHW tensor), or a list of them (-> a list).
 
     image_size: the short side after resizing (224, as the original; any multiple of 8), or None for the native
@@ -103,7 +104,7 @@ def encode_image(
         rgb = to_rgb_uint8(item, background=background)
         pixels, geometry = preprocess_image(rgb, image_size=image_size, background=background)
         prepared.append((rgb, pixels, geometry))
-    out: list[Optional[EncodedImage]] = [None] * len(items)
+    out: list[EncodedImage | None] = [None] * len(items)
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, (_, pixels, _) in enumerate(prepared):
         groups.setdefault(tuple(pixels.shape), []).append(i)  # same size -> one batch
@@ -120,17 +121,17 @@ def encode_image(
 
 
 def encode_audio(
-    audio: Union[AudioInput, Sequence[AudioInput]],
+    audio: AudioInput | Sequence[AudioInput],
     *,
     model: ModelLike = DEFAULT_MODEL,
-    sample_rate: Optional[int] = None,
+    sample_rate: int | None = None,
     normalize: bool = True,
-    channel: Union[str, int] = "mix",
+    channel: str | int = "mix",
     demo_pooling: bool = False,
     batch_size: int = 1,
-    device: Union[str, torch.device, None] = None,
+    device: str | torch.device | None = None,
     dtype: DTypeLike = None,
-) -> Union[EncodedAudio, list[EncodedAudio]]:
+) -> EncodedAudio | list[EncodedAudio]:
     """Encode a clip (a file path, or a 1-D/2-D array or tensor with `sample_rate`), or a list of them.
 
     normalize: zero mean / unit variance, as the model was trained (default). False feeds the raw waveform, as
@@ -154,7 +155,7 @@ def encode_audio(
                 f"{need / SAMPLE_RATE:.3f} s ({need:,} samples) for one time step. Use a longer clip or pad it "
                 "with silence."
             )
-    out: list[Optional[EncodedAudio]] = [None] * len(items)
+    out: list[EncodedAudio | None] = [None] * len(items)
     groups: dict[int, list[int]] = {}
     for i, wave in enumerate(waves):
         groups.setdefault(wave.shape[-1], []).append(i)
@@ -177,21 +178,21 @@ def encode_audio(
 
 
 def ground(
-    image: Union[ImageInput, EncodedImage, Sequence[Union[ImageInput, EncodedImage]]],
-    audio: Union[AudioInput, EncodedAudio, Sequence[Union[AudioInput, EncodedAudio]]],
+    image: ImageInput | EncodedImage | Sequence[ImageInput | EncodedImage],
+    audio: AudioInput | EncodedAudio | Sequence[AudioInput | EncodedAudio],
     *,
     model: ModelLike = DEFAULT_MODEL,
-    sample_rate: Optional[int] = None,
+    sample_rate: int | None = None,
     normalize_audio: bool = True,
-    channel: Union[str, int] = "mix",
-    image_size: Optional[int] = DEFAULT_IMAGE_SIZE,
+    channel: str | int = "mix",
+    image_size: int | None = DEFAULT_IMAGE_SIZE,
     background: tuple[int, int, int] = DEFAULT_BACKGROUND,
     demo_pooling: bool = False,
     batch_size: int = 8,
     audio_batch_size: int = 1,
-    device: Union[str, torch.device, None] = None,
+    device: str | torch.device | None = None,
     dtype: DTypeLike = None,
-) -> Union[Grounding, list[Grounding]]:
+) -> Grounding | list[Grounding]:
     """Which pixels of `image` the sound in `audio` refers to, per head and per audio step.
 
     image: a path, PIL image, HWC uint8 array, CHW tensor, or an `EncodedImage` from `encode_image`.
@@ -216,16 +217,25 @@ def ground(
     raw_images = [i for i, x in enumerate(images) if not isinstance(x, EncodedImage)]
     if raw_images:
         encoded = encode_image(
-            [images[i] for i in raw_images], model=net, image_size=image_size, background=background,
-            demo_pooling=demo_pooling, batch_size=batch_size,
+            [images[i] for i in raw_images],
+            model=net,
+            image_size=image_size,
+            background=background,
+            demo_pooling=demo_pooling,
+            batch_size=batch_size,
         )
         for i, e in zip(raw_images, encoded):
             images[i] = e
     raw_audios = [i for i, x in enumerate(audios) if not isinstance(x, EncodedAudio)]
     if raw_audios:
         encoded = encode_audio(
-            [audios[i] for i in raw_audios], model=net, sample_rate=sample_rate, normalize=normalize_audio,
-            channel=channel, demo_pooling=demo_pooling, batch_size=audio_batch_size,
+            [audios[i] for i in raw_audios],
+            model=net,
+            sample_rate=sample_rate,
+            normalize=normalize_audio,
+            channel=channel,
+            demo_pooling=demo_pooling,
+            batch_size=audio_batch_size,
         )
         for i, e in zip(raw_audios, encoded):
             audios[i] = e

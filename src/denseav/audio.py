@@ -11,7 +11,6 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Union
 
 import av
 import av.error
@@ -22,13 +21,13 @@ import torch.nn.functional as F
 from .errors import InputError
 
 __all__ = [
-    "SAMPLE_RATE",
     "MAX_DENSE_KERNEL",
+    "SAMPLE_RATE",
     "AudioFileNotFoundError",
     "decode_audio",
-    "resample",
     "normalize_waveform",
     "prepare_audio",
+    "resample",
 ]
 
 #: The rate DenseAV's HuBERT audio backbone was trained at.
@@ -50,7 +49,7 @@ _ROLLOFF = 0.99
 # A 2-D array axis of at most this size is taken to be the channel axis.
 _MAX_CHANNELS = 16
 
-AudioLike = Union[str, os.PathLike, np.ndarray, torch.Tensor]
+AudioLike = str | os.PathLike[str] | np.ndarray | torch.Tensor
 
 
 class AudioFileNotFoundError(InputError, FileNotFoundError):
@@ -219,7 +218,7 @@ def _resample_sparse(
     # First offset per phase: floor(p * orig / new - radius), minus one tap of slack for float64 rounding.
     m_lo = torch.floor(phases.double() * orig / new - radius).long() - 1
     m_lo = m_lo.clamp_(min=-width)
-    taps = int(math.ceil(2 * radius)) + 3
+    taps = math.ceil(2 * radius) + 3
     m = m_lo[:, None] + torch.arange(taps, dtype=torch.int64, device=x.device)  # [new, taps]
     table = _kernel_values(m, phases[:, None], orig, new, base_freq, lpw, dtype)
     # Taps outside the dense kernel's range [-width, width + orig) do not exist in torchaudio's kernel.
@@ -300,7 +299,7 @@ def resample(
         y = _resample_dense(x, orig, new, width, kernel, n_out)
     else:
         y = _resample_sparse(x, orig, new, width, base_freq, lpw, n_out)
-    return y.reshape(shape[:-1] + (y.shape[-1],))
+    return y.reshape((*shape[:-1], y.shape[-1]))
 
 
 # --------------------------------------------------------------------------------------- normalisation
@@ -353,7 +352,9 @@ def _array_to_float32(audio: np.ndarray | torch.Tensor) -> torch.Tensor:
                 f"audio array has dtype {audio.dtype}; pass float samples (any range) or int16/int32/uint8 PCM"
             )
         # int64 / uint16 / uint32 have no agreed full scale (int64 is also numpy's default for plain ints).
-        if (audio.dtype.kind == "i" and audio.dtype.itemsize > 4) or (audio.dtype.kind == "u" and audio.dtype.itemsize > 1):
+        if (audio.dtype.kind == "i" and audio.dtype.itemsize > 4) or (
+            audio.dtype.kind == "u" and audio.dtype.itemsize > 1
+        ):
             raise InputError(
                 f"audio array has dtype {audio.dtype}, whose full scale is ambiguous; pass int16/int32/uint8 PCM "
                 "or float samples (e.g. x.astype(np.float32) / 32768 for 16-bit audio)"
@@ -380,9 +381,7 @@ def _array_to_float32(audio: np.ndarray | torch.Tensor) -> torch.Tensor:
         return t.to(torch.float32) * scale
     if t.is_floating_point():
         return t.to(torch.float32)
-    raise InputError(
-        f"audio tensor has dtype {t.dtype}; pass float samples (any range) or int16/int32/uint8 PCM"
-    )
+    raise InputError(f"audio tensor has dtype {t.dtype}; pass float samples (any range) or int16/int32/uint8 PCM")
 
 
 def _to_channels_first(x: torch.Tensor) -> torch.Tensor:
@@ -390,9 +389,7 @@ def _to_channels_first(x: torch.Tensor) -> torch.Tensor:
     if x.ndim == 1:
         return x[None]
     if x.ndim != 2:
-        raise InputError(
-            f"audio array has shape {tuple(x.shape)}; pass 1-D [samples] or 2-D [channels, samples]"
-        )
+        raise InputError(f"audio array has shape {tuple(x.shape)}; pass 1-D [samples] or 2-D [channels, samples]")
     a, b = x.shape
     if a <= _MAX_CHANNELS and b > a:
         return x
@@ -506,7 +503,9 @@ def prepare_audio(
         # Silence normalises to exactly zero (not to float noise from mean rounding, nor resampling edge ripple).
         if silent:
             out = torch.zeros_like(out)
-        elif out is mono or (source is not None and out.untyped_storage().data_ptr() == source.untyped_storage().data_ptr()):
+        elif out is mono or (
+            source is not None and out.untyped_storage().data_ptr() == source.untyped_storage().data_ptr()
+        ):
             out = normalize_waveform(out)  # never modify the caller's data
         else:
             out = normalize_waveform_(out)  # in place: no extra copies of a long clip

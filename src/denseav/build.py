@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Optional, Union
 
 import torch
 
@@ -14,11 +13,16 @@ from .errors import CheckpointError
 from .modeling import DenseAV, DenseAVConfig
 from .pretrained import DEFAULT_MODEL, ResolvedFiles, find_pretrained, resolve
 
-DTypeLike = Union[torch.dtype, str, None]
+DTypeLike = torch.dtype | str | None
 _DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
 }
 
 
@@ -35,7 +39,7 @@ def resolve_dtype(dtype: DTypeLike) -> torch.dtype:
     return _DTYPES[key]
 
 
-def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
+def resolve_device(device: str | torch.device | None) -> torch.device:
     """None picks CUDA when available, else the CPU."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -44,11 +48,13 @@ def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
     except RuntimeError as e:
         raise ValueError(f"unknown device {device!r}: {e}") from e
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but this torch build sees no CUDA GPU; use the CPU (device cpu)")
+        raise ValueError(
+            f"device {device!r} asked for, but this torch build sees no CUDA GPU; use the CPU (device cpu)"
+        )
     return dev
 
 
-def build_denseav(config: DenseAVConfig, *, device: Union[str, torch.device] = "meta") -> DenseAV:
+def build_denseav(config: DenseAVConfig, *, device: str | torch.device = "meta") -> DenseAV:
     """An (uninitialised) DenseAV for `config`. On the meta device by default: no memory until weights arrive."""
     with torch.device(device):
         return DenseAV(config)
@@ -57,8 +63,8 @@ def build_denseav(config: DenseAVConfig, *, device: Union[str, torch.device] = "
 def model_from_checkpoint(
     raw: RawCheckpoint,
     *,
-    head_names: Optional[tuple[str, ...]] = None,
-    device: Union[str, torch.device, None] = "cpu",
+    head_names: tuple[str, ...] | None = None,
+    device: str | torch.device | None = "cpu",
     dtype: DTypeLike = None,
 ) -> DenseAV:
     """Convert and load a read checkpoint strictly: a missing, unexpected or misshapen tensor is an error."""
@@ -84,7 +90,7 @@ def _release_freed_memory() -> None:
         pass
 
 
-def convert_strict(raw: RawCheckpoint, model: DenseAV, dtype: Optional[torch.dtype] = None) -> dict[str, torch.Tensor]:
+def convert_strict(raw: RawCheckpoint, model: DenseAV, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """`checkpoint_filter_fn`, then insist that the result fits `model` exactly (names and shapes)."""
     _check_lora(raw)
     state, unexpected = checkpoint_filter_fn(raw.tensors, model, dtype)
@@ -96,6 +102,7 @@ def convert_strict(raw: RawCheckpoint, model: DenseAV, dtype: Optional[torch.dty
         if k in state and tuple(state[k].shape) != tuple(v.shape)
     ]
     if missing or unexpected or misshapen:
+
         def head(items: list[str]) -> str:
             return "; ".join(items[:12]) + (f"; ... ({len(items)} in all)" if len(items) > 12 else "")
 
@@ -107,7 +114,8 @@ def convert_strict(raw: RawCheckpoint, model: DenseAV, dtype: Optional[torch.dty
         if misshapen:
             parts.append(f"shape mismatch: {head(misshapen)}")
         raise CheckpointError(
-            f"{raw.source} does not fit the model its config describes: " + " | ".join(parts)
+            f"{raw.source} does not fit the model its config describes: "
+            + " | ".join(parts)
             + ". If this is a checkpoint with non-published backbone sizes, put a backbones.json beside it "
             "(see the README, 'Custom checkpoints')."
         )
@@ -126,10 +134,10 @@ def _check_lora(raw: RawCheckpoint) -> None:
 
 
 def load(
-    name_or_path: Union[str, os.PathLike] = DEFAULT_MODEL,
+    name_or_path: str | os.PathLike = DEFAULT_MODEL,
     *,
-    revision: Optional[str] = None,
-    device: Union[str, torch.device, None] = None,
+    revision: str | None = None,
+    device: str | torch.device | None = None,
     dtype: DTypeLike = None,
     progress: bool = True,
 ) -> DenseAV:

@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -63,8 +63,8 @@ class RawCheckpoint:
     """What a checkpoint file holds, before conversion."""
 
     hparams: dict[str, Any]
-    tensors: "TensorSource"
-    backbones: Optional[dict[str, Any]]
+    tensors: TensorSource
+    backbones: dict[str, Any] | None
     source: str
 
 
@@ -79,7 +79,7 @@ class TensorSource(Mapping[str, torch.Tensor]):
     def __getitem__(self, key: str) -> torch.Tensor:
         return self._get(key, None)
 
-    def read(self, key: str, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    def read(self, key: str, dtype: torch.dtype | None = None) -> torch.Tensor:
         """The tensor, converted to `dtype` while reading where the source can (no full-precision temporary)."""
         return self._get(key, dtype)
 
@@ -101,8 +101,16 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
 
 
 _SAFETENSORS_DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
 }
 
 
@@ -118,7 +126,7 @@ class SafetensorsFile:
         self.path = path
         size = path.stat().st_size
         self._file = open(path, "rb")
-        self._scratch: Optional[torch.Tensor] = None
+        self._scratch: torch.Tensor | None = None
         head = self._file.read(8)
         n = int.from_bytes(head, "little") if len(head) == 8 else -1
         if n <= 0 or n > min(size - 8, 100 << 20):
@@ -142,7 +150,7 @@ class SafetensorsFile:
                 raise ValueError(f"file ends at byte {size:,} but tensor {key!r} needs bytes up to {self.base + end:,}")
             self.entries[key] = (dtype, shape, begin, end)
 
-    def get(self, key: str, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    def get(self, key: str, dtype: torch.dtype | None = None) -> torch.Tensor:
         """Read one tensor. With a different `dtype`, the bytes go through one reused scratch buffer, so
         converting a checkpoint to bfloat16 never allocates (and fragments the heap with) float32 temporaries."""
         stored, shape, begin, end = self.entries[key]
@@ -166,7 +174,7 @@ class SafetensorsFile:
         self._file.close()
 
 
-def read_safetensors(weights: Path, config: Optional[Path], backbones: Optional[Path] = None) -> RawCheckpoint:
+def read_safetensors(weights: Path, config: Path | None, backbones: Path | None = None) -> RawCheckpoint:
     if config is None or not config.is_file():
         raise CheckpointError(
             f"{weights} has no config.json beside it; DenseAV checkpoints on the Hub ship one (it says how the "
@@ -182,7 +190,7 @@ def read_safetensors(weights: Path, config: Optional[Path], backbones: Optional[
             "partial download: delete it and download it again."
         ) from e
 
-    def get(key: str, dtype: Optional[torch.dtype]) -> torch.Tensor:
+    def get(key: str, dtype: torch.dtype | None) -> torch.Tensor:
         try:
             return reader.get(key, dtype)
         except (OSError, ValueError) as e:
@@ -193,7 +201,7 @@ def read_safetensors(weights: Path, config: Optional[Path], backbones: Optional[
     return RawCheckpoint(hparams, TensorSource(list(reader.entries), get, shapes), bb, str(weights))
 
 
-def read_ckpt(path: Path, backbones: Optional[Path] = None) -> RawCheckpoint:
+def read_ckpt(path: Path, backbones: Path | None = None) -> RawCheckpoint:
     """A Lightning checkpoint, read with `weights_only=True`: tensors and plain values, never pickled code."""
     try:
         try:
@@ -217,7 +225,8 @@ def read_ckpt(path: Path, backbones: Optional[Path] = None) -> RawCheckpoint:
         raise CheckpointError(f"{path}: 'hyper_parameters' is not a dict")
     bb = _read_json(backbones, "backbone sizes") if backbones is not None and backbones.is_file() else None
     shapes = {k: tuple(v.shape) for k, v in state.items()}
-    def get(key: str, dtype: Optional[torch.dtype]) -> torch.Tensor:
+
+    def get(key: str, dtype: torch.dtype | None) -> torch.Tensor:
         return state[key] if dtype is None else state[key].to(dtype)
 
     return RawCheckpoint(dict(hparams), TensorSource(list(state), get, shapes), bb, str(path))
@@ -253,7 +262,7 @@ def read_checkpoint(path: str | os.PathLike) -> RawCheckpoint:
 # config
 
 
-def _image_encoder_config(hp: dict[str, Any], backbones: Optional[dict[str, Any]]) -> ImageEncoderConfig:
+def _image_encoder_config(hp: dict[str, Any], backbones: dict[str, Any] | None) -> ImageEncoderConfig:
     kind = hp["image_model_type"]
     if kind not in IMAGE_PATCH:
         raise CheckpointError(f"image_model_type {kind!r} is not supported (supported: {sorted(IMAGE_PATCH)})")
@@ -275,7 +284,7 @@ def _image_encoder_config(hp: dict[str, Any], backbones: Optional[dict[str, Any]
     )
 
 
-def _audio_encoder_config(hp: dict[str, Any], backbones: Optional[dict[str, Any]]) -> AudioEncoderConfig:
+def _audio_encoder_config(hp: dict[str, Any], backbones: dict[str, Any] | None) -> AudioEncoderConfig:
     if hp["audio_model_type"] != "hubert":
         raise CheckpointError(f"audio_model_type {hp['audio_model_type']!r} is not supported (supported: 'hubert')")
     bb = (backbones or {}).get("audio_backbone") or {}
@@ -311,8 +320,8 @@ def default_head_names(hp: dict[str, Any]) -> tuple[str, ...]:
 
 def config_from_original(
     hparams: Mapping[str, Any],
-    backbones: Optional[Mapping[str, Any]] = None,
-    head_names: Optional[tuple[str, ...]] = None,
+    backbones: Mapping[str, Any] | None = None,
+    head_names: tuple[str, ...] | None = None,
 ) -> DenseAVConfig:
     """The original's constructor arguments -> DenseAVConfig. Unknown keys are ignored, missing ones defaulted."""
     hp = {**ORIGINAL_DEFAULTS, **{k: v for k, v in hparams.items() if v is not None or k not in ORIGINAL_DEFAULTS}}
@@ -414,7 +423,9 @@ def _aligner_key(aligner: nn.Module, prefix: str, rest: str, tensor: torch.Tenso
     return f"{prefix}.<unexpected>.{rest}", tensor
 
 
-def checkpoint_filter_fn(state: Mapping[str, torch.Tensor], model: DenseAV, dtype: Optional[torch.dtype] = None) -> tuple[dict[str, torch.Tensor], list[str]]:
+def checkpoint_filter_fn(
+    state: Mapping[str, torch.Tensor], model: DenseAV, dtype: torch.dtype | None = None
+) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Original state dict -> (this package's state dict, unexpected original keys).
 
     Reads each tensor once; pending pieces (LoRA A/B, weight-norm g/v, q/k/v) are combined as soon as complete.
@@ -435,7 +446,7 @@ def checkpoint_filter_fn(state: Mapping[str, torch.Tensor], model: DenseAV, dtyp
 
     read = getattr(state, "read", None)
 
-    def fetch(key: str, target: Optional[str] = None) -> torch.Tensor:
+    def fetch(key: str, target: str | None = None) -> torch.Tensor:
         """Read `key`, already in `dtype` when it lands as-is in a low-precision weight (no float32 merge)."""
         if dtype is None or read is None or target is None or not _reads_directly(key, target, low_precision):
             return state[key]

@@ -7,8 +7,9 @@ import json
 import sys
 import textwrap
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn, Optional, Sequence
+from typing import Any, NoReturn
 
 from . import __version__
 from .errors import DenseAVError
@@ -41,7 +42,7 @@ class _UsageError(Exception):
 # --------------------------------------------------------------------------------------------- arguments
 
 
-def _image_size(text: str) -> Optional[int]:
+def _image_size(text: str) -> int | None:
     if text.lower() in ("native", "none", "full"):
         return None
     try:
@@ -82,7 +83,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _max_frames(text: str) -> Optional[int]:
+def _max_frames(text: str) -> int | None:
     if text.lower() in ("0", "none", "all"):
         return None
     return _positive_int(text)
@@ -108,23 +109,43 @@ def _build_parser() -> _Parser:
 
     model = _Parser(add_help=False)
     g = model.add_argument_group("model")
-    g.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME",
-                   help=f"registry name ({', '.join(list_models())}; default {DEFAULT_MODEL}) or a Hugging Face repo id")
-    g.add_argument("--weights", metavar="PATH",
-                   help="local checkpoint folder (config.json + model.safetensors) or .ckpt file; overrides --model")
+    g.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        metavar="NAME",
+        help=f"registry name ({', '.join(list_models())}; default {DEFAULT_MODEL}) or a Hugging Face repo id",
+    )
+    g.add_argument(
+        "--weights",
+        metavar="PATH",
+        help="local checkpoint folder (config.json + model.safetensors) or .ckpt file; overrides --model",
+    )
     g.add_argument("--revision", metavar="REV", help="Hub branch, tag or commit (default: the registry's)")
     g.add_argument("--device", help="cpu, cuda, cuda:1, mps ... (default: CUDA if available, else CPU)")
-    g.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
-                   help="weights dtype (default float32)")
+    g.add_argument(
+        "--dtype", choices=("float32", "bfloat16", "float16"), default=None, help="weights dtype (default float32)"
+    )
 
     inputs = _Parser(add_help=False)
     g = inputs.add_argument_group("preprocessing")
-    g.add_argument("--image-size", type=_image_size, default=224, metavar="N",
-                   help="short side the image is resized to (multiple of 8, default 224) or 'native'")
-    g.add_argument("--channel", type=_channel, default="mix",
-                   help="audio channel: 'mix' (average, default), 'first' (the original demo) or a number")
-    g.add_argument("--raw-audio", action="store_true",
-                   help="feed the waveform unnormalised (as the original demo) instead of zero-mean/unit-variance")
+    g.add_argument(
+        "--image-size",
+        type=_image_size,
+        default=224,
+        metavar="N",
+        help="short side the image is resized to (multiple of 8, default 224) or 'native'",
+    )
+    g.add_argument(
+        "--channel",
+        type=_channel,
+        default="mix",
+        help="audio channel: 'mix' (average, default), 'first' (the original demo) or a number",
+    )
+    g.add_argument(
+        "--raw-audio",
+        action="store_true",
+        help="feed the waveform unnormalised (as the original demo) instead of zero-mean/unit-variance",
+    )
 
     parser = _Parser(
         prog="denseav",
@@ -137,7 +158,9 @@ def _build_parser() -> _Parser:
     sub.required = True
 
     p = sub.add_parser(
-        "ground", parents=[inputs, model, run], help="ground a sound in an image (picture + summary)",
+        "ground",
+        parents=[inputs, model, run],
+        help="ground a sound in an image (picture + summary)",
         description="Ground a sound in an image: print a summary, optionally write a picture and JSON.",
         epilog="example:\n  denseav ground dog.jpg bark.wav -o dog.png --json dog.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -146,12 +169,19 @@ def _build_parser() -> _Parser:
     p.add_argument("audio", metavar="AUDIO", help="sound file (wav, flac, mp3, ogg, m4a, or a video's sound)")
     p.add_argument("-o", "--output", metavar="OUT.png", help="write the overlay and time strip as a PNG")
     p.add_argument("--json", metavar="OUT.json", help="write scores, peaks and per-step maxima as JSON ('-': stdout)")
-    p.add_argument("--time", type=_time, default="mean", metavar="WHEN",
-                   help="what the picture shows: 'mean' (default) or 'max' over the clip, or a moment in seconds")
+    p.add_argument(
+        "--time",
+        type=_time,
+        default="mean",
+        metavar="WHEN",
+        help="what the picture shows: 'mean' (default) or 'max' over the clip, or a moment in seconds",
+    )
     p.set_defaults(func=_cmd_ground)
 
     p = sub.add_parser(
-        "video", parents=[inputs, model, run], help="ground a video's sound in its frames (MP4 out)",
+        "video",
+        parents=[inputs, model, run],
+        help="ground a video's sound in its frames (MP4 out)",
         description=textwrap.fill(
             "Ground a video's own soundtrack in its frames and write a video of it, with the original sound. "
             f"By default at most {DEFAULT_MAX_FPS:g} frames per second are analysed, and at most "
@@ -163,24 +193,47 @@ def _build_parser() -> _Parser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", metavar="IN", help="video file with sound (MP4, MOV, MKV, WebM, ...)")
-    p.add_argument("-o", "--output", metavar="OUT.mp4",
-                   help="output video (.mp4/.mov/.mkv; default: IN's name + '_denseav.mp4' in the current folder)")
-    p.add_argument("--fps", type=_positive_float, metavar="F",
-                   help=f"frames per second to analyse (default: the source rate, at most {DEFAULT_MAX_FPS:g})")
-    p.add_argument("--max-frames", type=_max_frames, default=DEFAULT_MAX_FRAMES, metavar="N",
-                   help=f"analyse at most N frames (default {DEFAULT_MAX_FRAMES}; 0 = no limit)")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT.mp4",
+        help="output video (.mp4/.mov/.mkv; default: IN's name + '_denseav.mp4' in the current folder)",
+    )
+    p.add_argument(
+        "--fps",
+        type=_positive_float,
+        metavar="F",
+        help=f"frames per second to analyse (default: the source rate, at most {DEFAULT_MAX_FPS:g})",
+    )
+    p.add_argument(
+        "--max-frames",
+        type=_max_frames,
+        default=DEFAULT_MAX_FRAMES,
+        metavar="N",
+        help=f"analyse at most N frames (default {DEFAULT_MAX_FRAMES}; 0 = no limit)",
+    )
     p.add_argument("--batch-size", type=_positive_int, default=8, metavar="N", help="frames per model call (default 8)")
-    p.add_argument("--layout", choices=("combined", "panels"), default="combined",
-                   help="combined: all heads over the video (default); panels: video + one panel per head")
+    p.add_argument(
+        "--layout",
+        choices=("combined", "panels"),
+        default="combined",
+        help="combined: all heads over the video (default); panels: video + one panel per head",
+    )
     p.add_argument("--json", metavar="OUT.json", help="also write per-frame peaks as JSON ('-': stdout)")
     p.set_defaults(func=_cmd_video)
 
-    p = sub.add_parser("models", parents=[run], help="list the published models and whether they are downloaded",
-                       description="List the published models and whether each is already in the local cache.")
+    p = sub.add_parser(
+        "models",
+        parents=[run],
+        help="list the published models and whether they are downloaded",
+        description="List the published models and whether each is already in the local cache.",
+    )
     p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser(
-        "download", parents=[run], help="download a model into the Hugging Face cache",
+        "download",
+        parents=[run],
+        help="download a model into the Hugging Face cache",
         description="Download a published model (or a Hub repo) into the Hugging Face cache, to run offline later.",
         epilog="example:\n  denseav download sound-language",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -201,7 +254,7 @@ def _say(args: argparse.Namespace, message: str) -> None:
 
 
 def _check_model_name(name: str) -> None:
-    from .pretrained import is_repo_id, find_pretrained, list_models, looks_like_path
+    from .pretrained import find_pretrained, is_repo_id, list_models, looks_like_path
 
     if find_pretrained(name) is None and not is_repo_id(name) and not looks_like_path(name):
         raise _UsageError(
@@ -237,7 +290,7 @@ def _write_json(data: dict, target: str, args: argparse.Namespace) -> None:
     _say(args, f"wrote {target}")
 
 
-def _check_output(path: Optional[str], suffixes: tuple[str, ...], flag: str, inputs: Sequence[str]) -> None:
+def _check_output(path: str | None, suffixes: tuple[str, ...], flag: str, inputs: Sequence[str]) -> None:
     if path is None:
         return
     p = Path(path)
@@ -263,7 +316,11 @@ def _cmd_ground(args: argparse.Namespace) -> int:
         _check_output(args.json, (".json",), "--json", [args.image, args.audio])
     model = _load_model(args)
     result = denseav.ground(
-        args.image, args.audio, model=model, image_size=args.image_size, channel=args.channel,
+        args.image,
+        args.audio,
+        model=model,
+        image_size=args.image_size,
+        channel=args.channel,
         normalize_audio=not args.raw_audio,
     )
     summary = result.to_dict()
@@ -299,15 +356,23 @@ def _cmd_video(args: argparse.Namespace) -> int:
         _check_output(args.json, (".json",), "--json", [args.input])
     model = _load_model(args)
     vg = ground_video(
-        args.input, model=model, fps=args.fps, max_frames=args.max_frames, batch_size=args.batch_size,
-        image_size=args.image_size, channel=args.channel, normalize_audio=not args.raw_audio,
+        args.input,
+        model=model,
+        fps=args.fps,
+        max_frames=args.max_frames,
+        batch_size=args.batch_size,
+        image_size=args.image_size,
+        channel=args.channel,
+        normalize_audio=not args.raw_audio,
         progress=not args.quiet,
     )
     path = render_video(vg, args.input, output, layout=args.layout, progress=not args.quiet)
     out = sys.stderr if args.json == "-" else sys.stdout
     s = vg.source
-    print(f"video: {args.input} {s.width}x{s.height}, {s.frame_count} frames at {s.fps:.4g} fps, {s.duration:.2f} s",
-          file=out)
+    print(
+        f"video: {args.input} {s.width}x{s.height}, {s.frame_count} frames at {s.fps:.4g} fps, {s.duration:.2f} s",
+        file=out,
+    )
     print(f"analysed {vg.num_frames} frames ({vg.fps:.3g} per second); heads: {', '.join(vg.head_names)}", file=out)
     print(f"wrote {path} ({args.layout}, {video_encoder()} + aac)", file=out)
     if args.json:
@@ -315,7 +380,7 @@ def _cmd_video(args: argparse.Namespace) -> int:
     return 0
 
 
-def _human_bytes(n: Optional[int]) -> str:
+def _human_bytes(n: int | None) -> str:
     if not n:
         return "?"
     for unit in ("B", "KB", "MB", "GB"):
@@ -332,7 +397,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     for m in pretrained_models().values():
         try:
             cached = "yes" if is_cached(m.name) else "no"
-        except Exception:  # noqa: BLE001 - a broken cache folder must not break the listing
+        except Exception:
             cached = "?"
         name = m.name + (" (default)" if m.name == DEFAULT_MODEL else "")
         rows.append((name, m.hf_repo, ", ".join(m.head_names), _human_bytes(m.weights_bytes), cached))
@@ -363,12 +428,12 @@ def _one_line(message: object) -> str:
     return " ".join(str(message).split())
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 runtime error, 2 usage error, 130 interrupted)."""
     parser = _build_parser()
     args = parser.parse_args(argv)
 
-    def show_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+    def show_warning(message, category, filename, lineno, file=None, line=None):
         print(f"denseav: warning: {_one_line(message)}", file=sys.stderr)
 
     with warnings.catch_warnings():
@@ -388,11 +453,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise
             print(f"denseav: error: {_one_line(e)}", file=sys.stderr)
             return 1
-        except Exception as e:  # noqa: BLE001 - anything else: still one line, traceback with --debug
+        except Exception as e:
             if args.debug:
                 raise
-            print(f"denseav: error: unexpected {type(e).__name__}: {_one_line(e)} (run with --debug for details)",
-                  file=sys.stderr)
+            print(
+                f"denseav: error: unexpected {type(e).__name__}: {_one_line(e)} (run with --debug for details)",
+                file=sys.stderr,
+            )
             return 1
 
 

@@ -24,19 +24,19 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from denseav.errors import InputError
 
 __all__ = [
+    "DEFAULT_BACKGROUND",
+    "DEFAULT_IMAGE_SIZE",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
-    "PATCH_SIZE",
-    "DEFAULT_IMAGE_SIZE",
-    "DEFAULT_BACKGROUND",
     "MAX_LONG_SIDE",
+    "PATCH_SIZE",
     "ImageGeometry",
     "ImageInput",
-    "to_rgb_uint8",
-    "resize_short_side",
     "crop_to_multiple",
-    "preprocess_image",
     "maps_to_original",
+    "preprocess_image",
+    "resize_short_side",
+    "to_rgb_uint8",
 ]
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -220,7 +220,7 @@ def _from_pil(im: Image.Image, what: str) -> torch.Tensor:
     return _from_numpy(arr, what)
 
 
-def _open_path(path: Union[str, "os.PathLike[str]"]) -> Image.Image:
+def _open_path(path: str | os.PathLike[str]) -> Image.Image:
     p = Path(path)
     if not p.exists():
         raise InputError(f"image file not found: '{p}'; check the path (relative paths start at {os.getcwd()}).")
@@ -249,7 +249,7 @@ def _open_path(path: Union[str, "os.PathLike[str]"]) -> Image.Image:
         transposed = ImageOps.exif_transpose(im)
         if transposed is not None:
             im = transposed
-    except Exception:  # noqa: BLE001 - a broken EXIF block must not make a decodable picture unusable
+    except Exception:
         pass
     return im
 
@@ -315,7 +315,9 @@ def to_rgb_uint8(
             "a PIL image, a numpy array (H, W[, C]) or a torch tensor (C, H, W)."
         )
     if chw.shape[1] == 0 or chw.shape[2] == 0:
-        raise InputError(f"{what} is empty ({chw.shape[1]}x{chw.shape[2]} pixels); pass an image with at least one pixel.")
+        raise InputError(
+            f"{what} is empty ({chw.shape[1]}x{chw.shape[2]} pixels); pass an image with at least one pixel."
+        )
     return _finish_channels(chw, bg)
 
 
@@ -343,8 +345,12 @@ def resize_short_side(img: torch.Tensor, size: int) -> torch.Tensor:
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
         raise InputError(f"size must be a positive integer, got {size!r}.")
     if not isinstance(img, torch.Tensor) or img.dtype != torch.uint8 or img.ndim not in (3, 4):
-        desc = f"{img.dtype} tensor of shape {tuple(img.shape)}" if isinstance(img, torch.Tensor) else type(img).__name__
-        raise InputError(f"resize_short_side needs a uint8 tensor [3, H, W] or [N, 3, H, W], got a {desc}; use to_rgb_uint8 first.")
+        desc = (
+            f"{img.dtype} tensor of shape {tuple(img.shape)}" if isinstance(img, torch.Tensor) else type(img).__name__
+        )
+        raise InputError(
+            f"resize_short_side needs a uint8 tensor [3, H, W] or [N, 3, H, W], got a {desc}; use to_rgb_uint8 first."
+        )
     h, w = int(img.shape[-2]), int(img.shape[-1])
     out_h, out_w = _resized_size(h, w, size)
     if (out_h, out_w) == (h, w):
@@ -433,7 +439,11 @@ def preprocess_image(
         raise InputError(
             f"the image ({h0}x{w0} pixels, HxW) would be {hr}x{wr} {how}, longer than the limit of "
             f"{MAX_LONG_SIDE} pixels; crop it to a less elongated region"
-            + (" or downscale it, or pass a smaller image_size" if image_size is None else " or pass a smaller image_size")
+            + (
+                " or downscale it, or pass a smaller image_size"
+                if image_size is None
+                else " or pass a smaller image_size"
+            )
             + " (denseav.image.MAX_LONG_SIDE holds the limit)."
         )
     if hr < PATCH_SIZE or wr < PATCH_SIZE:
@@ -487,7 +497,9 @@ def maps_to_original(
     if mode not in ("bilinear", "bicubic", "nearest"):
         raise InputError(f"mode must be 'bilinear', 'bicubic' or 'nearest', got {mode!r}.")
     if not isinstance(maps, torch.Tensor) or maps.ndim < 2:
-        raise InputError(f"maps must be a tensor [..., h, w] on the patch grid, got {getattr(maps, 'shape', type(maps))}.")
+        raise InputError(
+            f"maps must be a tensor [..., h, w] on the patch grid, got {getattr(maps, 'shape', type(maps))}."
+        )
     h, w = geometry.grid_size
     if tuple(maps.shape[-2:]) != (h, w):
         raise InputError(
@@ -509,16 +521,14 @@ def maps_to_original(
     x_r = (torch.arange(w0, dtype=torch.float64, device=dev) + 0.5) * (wr / w0)
     y_n = 2 * (y_r / p) / h - 1
     x_n = 2 * (x_r / p) / w - 1
-    grid = torch.stack(
-        (x_n.view(1, w0).expand(h0, w0), y_n.view(h0, 1).expand(h0, w0)), dim=-1
-    ).to(dtype)[None]  # [1, H0, W0, 2], (x, y) order as grid_sample wants
+    grid = torch.stack((x_n.view(1, w0).expand(h0, w0), y_n.view(h0, 1).expand(h0, w0)), dim=-1).to(dtype)[
+        None
+    ]  # [1, H0, W0, 2], (x, y) order as grid_sample wants
 
     out = torch.empty((planes.shape[0], h0, w0), dtype=dtype, device=dev)
     # All planes share one sampling grid, so they go in as channels of a single "image".
     step = max(1, _CHUNK_ELEMENTS // max(1, h0 * w0))
     for start in range(0, planes.shape[0], step):
         chunk = planes[start : start + step][None]
-        out[start : start + step] = F.grid_sample(
-            chunk, grid, mode=mode, padding_mode="border", align_corners=False
-        )[0]
+        out[start : start + step] = F.grid_sample(chunk, grid, mode=mode, padding_mode="border", align_corners=False)[0]
     return out.reshape(*lead, h0, w0)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from .errors import ModelNotFoundError
 
@@ -25,13 +25,13 @@ class PretrainedModel:
     name: str
     description: str
     hf_repo: str
-    revision: Optional[str]
+    revision: str | None
     config_file: str
     weights_file: str
-    weights_bytes: Optional[int]
+    weights_bytes: int | None
     head_names: tuple[str, ...]
-    torch_hub_entry: Optional[str]
-    ckpt_file: Optional[str]
+    torch_hub_entry: str | None
+    ckpt_file: str | None
     aliases: tuple[str, ...]
 
 
@@ -66,7 +66,7 @@ def list_models() -> list[str]:
     return list(pretrained_models())
 
 
-def find_pretrained(name: str) -> Optional[PretrainedModel]:
+def find_pretrained(name: str) -> PretrainedModel | None:
     """Registry entry by name, alias, HF repo id or torch.hub .ckpt file name (case-insensitive)."""
     key = name.strip().lower()
     for m in pretrained_models().values():
@@ -80,9 +80,9 @@ class ResolvedFiles:
     """Local files of one checkpoint, ready for `checkpoint.read_*`."""
 
     weights: Path
-    config: Optional[Path]
-    backbones: Optional[Path]
-    pretrained: Optional[PretrainedModel]
+    config: Path | None
+    backbones: Path | None
+    pretrained: PretrainedModel | None
 
 
 def _offline_help(what: str, error: Exception) -> ModelNotFoundError:
@@ -95,8 +95,9 @@ def _offline_help(what: str, error: Exception) -> ModelNotFoundError:
     )
 
 
-def hub_files(repo_id: str, *, revision: Optional[str] = None, pretrained: Optional[PretrainedModel] = None,
-              progress: bool = True) -> ResolvedFiles:
+def hub_files(
+    repo_id: str, *, revision: str | None = None, pretrained: PretrainedModel | None = None, progress: bool = True
+) -> ResolvedFiles:
     """Fetch (or find in the cache) a checkpoint's files from the Hugging Face Hub."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
@@ -112,7 +113,7 @@ def hub_files(repo_id: str, *, revision: Optional[str] = None, pretrained: Optio
         config = Path(hf_hub_download(repo_id, config_file, revision=revision))
         weights = Path(hf_hub_download(repo_id, weights_file, revision=revision))
         try:  # optional: only checkpoints with non-published backbone sizes have one (see checkpoint.py)
-            backbones: Optional[Path] = Path(hf_hub_download(repo_id, "backbones.json", revision=revision))
+            backbones: Path | None = Path(hf_hub_download(repo_id, "backbones.json", revision=revision))
         except (EntryNotFoundError, LocalEntryNotFoundError):
             backbones = None
     except RepositoryNotFoundError as e:
@@ -127,7 +128,7 @@ def hub_files(repo_id: str, *, revision: Optional[str] = None, pretrained: Optio
     return ResolvedFiles(weights, config, backbones, pretrained)
 
 
-def is_cached(name: str, revision: Optional[str] = None) -> bool:
+def is_cached(name: str, revision: str | None = None) -> bool:
     """Whether a registry model's files are already in the local Hugging Face cache."""
     from huggingface_hub import try_to_load_from_cache
 
@@ -142,7 +143,7 @@ def is_cached(name: str, revision: Optional[str] = None) -> bool:
 
 def looks_like_path(name: str) -> bool:
     return (
-        os.path.sep in name and not is_repo_id(name)
+        (os.path.sep in name and not is_repo_id(name))
         or name.startswith((".", "~", "/"))
         or name.endswith((".ckpt", ".safetensors", ".pt", ".pth"))
         or Path(name).expanduser().exists()
@@ -154,7 +155,7 @@ def is_repo_id(name: str) -> bool:
     return len(parts) == 2 and all(parts) and not Path(name).exists() and not name.startswith((".", "~", "/"))
 
 
-def resolve(name_or_path: str | os.PathLike, *, revision: Optional[str] = None, progress: bool = True):
+def resolve(name_or_path: str | os.PathLike, *, revision: str | None = None, progress: bool = True):
     """A registry name, a repo id or a local path -> ('local', Path, entry) or ('hub', ResolvedFiles, entry)."""
     text = os.fspath(name_or_path)
     entry = find_pretrained(text)

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Any
 
 import av
 import numpy as np
@@ -55,10 +56,17 @@ __all__ = [
 ]
 
 Colour = tuple[int, int, int]
-HeadSelect = Optional[Sequence[Union[int, str]]]
+HeadSelect = Sequence[int | str] | None
 
 HEAD_COLORS: dict[str, Colour] = {"language": (255, 40, 40), "sound": (40, 140, 255)}
-_PALETTE: tuple[Colour, ...] = ((40, 200, 70), (255, 160, 0), (190, 60, 230), (0, 200, 210), (255, 40, 40), (40, 140, 255))
+_PALETTE: tuple[Colour, ...] = (
+    (40, 200, 70),
+    (255, 160, 0),
+    (190, 60, 230),
+    (0, 200, 210),
+    (255, 40, 40),
+    (40, 140, 255),
+)
 DEFAULT_ALPHA = 0.6
 DEFAULT_THRESHOLD = 0.1
 # Wider videos are scaled down: H.264 players commonly stop at 4K.
@@ -112,7 +120,7 @@ def colour_layer(
     if winner_take_all and maps.shape[0] > 1:
         # amax + compare, not argmax: torch's argmax over the leading dim is ~10x slower on large frames.
         v = v * (maps >= maps.amax(dim=0, keepdim=True))
-    a = (alpha * ((v - threshold) / (1 - threshold)).clamp_(0, 1))  # [K, H, W]
+    a = alpha * ((v - threshold) / (1 - threshold)).clamp_(0, 1)  # [K, H, W]
     h, w = maps.shape[-2:]
     premult = torch.zeros(3, h, w)
     opacity = torch.zeros(1, h, w)
@@ -149,7 +157,7 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 
 def _text_size(font: ImageFont.ImageFont, text: str) -> tuple[int, int]:
-    left, top, right, bottom = font.getbbox(text)
+    left, _top, right, bottom = font.getbbox(text)
     return int(right - left), int(bottom)
 
 
@@ -167,7 +175,7 @@ def legend_patch(names: Sequence[str], colors: Sequence[Colour], font_size: int)
     for i, (name, colour) in enumerate(zip(names, colors)):
         y = pad + i * line
         top = y + (line - pad - sw) // 2
-        draw.rectangle([pad, top, pad + sw - 1, top + sw - 1], fill=tuple(colour) + (255,), outline=(255, 255, 255, 255))
+        draw.rectangle([pad, top, pad + sw - 1, top + sw - 1], fill=(*tuple(colour), 255), outline=(255, 255, 255, 255))
         draw.text((pad * 2 + sw, y), name, fill=(255, 255, 255, 255), font=font)
     return box
 
@@ -225,7 +233,7 @@ def _head_indices(names: Sequence[str], heads: HeadSelect) -> list[int]:
     return out
 
 
-def _step_of(result: Grounding, time: Union[int, float]) -> int:
+def _step_of(result: Grounding, time: int | float) -> int:
     steps = result.heatmaps.shape[1]
     if isinstance(time, bool):
         raise InputError(f"time must be 'mean', 'max', an audio step index or seconds, got {time!r}")
@@ -237,12 +245,12 @@ def _step_of(result: Grounding, time: Union[int, float]) -> int:
         if not math.isfinite(time):
             raise InputError(f"time must be finite seconds, got {time!r}")
         return result.step_at(time)
-    raise InputError(
-        f"time must be 'mean', 'max', an int audio step index or float seconds, got {time!r}"
-    )
+    raise InputError(f"time must be 'mean', 'max', an int audio step index or float seconds, got {time!r}")
 
 
-def _grid_maps(result: Grounding, time: Union[str, int, float], smooth: bool, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+def _grid_maps(
+    result: Grounding, time: str | int | float, smooth: bool, idx: list[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The maps to show [K', h, w] and their display range [K', 2]."""
     if isinstance(time, str):
         if time not in ("mean", "max"):
@@ -275,7 +283,7 @@ def _rgb_of(result: Grounding, image: Any) -> np.ndarray:
 def overlay(
     result: Grounding,
     *,
-    time: Union[str, int, float] = "mean",
+    time: str | int | float = "mean",
     heads: HeadSelect = None,
     alpha: float = DEFAULT_ALPHA,
     threshold: float = DEFAULT_THRESHOLD,
@@ -298,8 +306,10 @@ def overlay(
     grid, rng = _grid_maps(result, time, smooth, idx)
     maps = maps_to_original(grid, result.geometry)
     colors = [head_colors(result.head_names)[i] for i in idx]
-    out = blend(_rgb_of(result, image), colour_layer(maps, rng, colors, alpha=alpha, threshold=threshold,
-                                                     winner_take_all=winner_take_all))
+    out = blend(
+        _rgb_of(result, image),
+        colour_layer(maps, rng, colors, alpha=alpha, threshold=threshold, winner_take_all=winner_take_all),
+    )
     picture = Image.fromarray(out, "RGB")
     if legend:
         draw_legend(picture, [result.head_names[i] for i in idx], colors)
@@ -317,10 +327,10 @@ def time_strip(
     result: Grounding,
     *,
     width: int = 640,
-    height: Optional[int] = None,
+    height: int | None = None,
     heads: HeadSelect = None,
     smooth: bool = True,
-    marker: Union[int, float, None] = None,
+    marker: int | float | None = None,
 ) -> Image.Image:
     """Each head's activation over time under the clip's waveform, time axis in seconds.
 
@@ -345,7 +355,7 @@ def time_strip(
     lo = min(0.0, float(values.min())) if values.size else 0.0
     hi = max(float(values.max()) if values.size else 1.0, lo + 1e-6)
     labels = [f"{hi:.3g}", f"{lo:.3g}"]
-    left = max(_text_size(small, s)[0] for s in labels + ["audio"]) + fs
+    left = max(_text_size(small, s)[0] for s in [*labels, "audio"]) + fs
     right, top = fs, fs // 2
     bottom = fs * 2 + fs // 2
     pw, ph = width - left - right, height - top - bottom
@@ -367,7 +377,7 @@ def time_strip(
     if wave is not None and wave.numel():
         w = wave.float().numpy()
         n = len(w)
-        cols = max(1, min(pw, int(round(pw * (n / 16_000) / duration))))
+        cols = max(1, min(pw, round(pw * (n / 16_000) / duration)))
         edges = np.linspace(0, n, cols + 1).astype(np.int64)
         starts = np.minimum(edges[:-1], n - 1)
         mins, maxs = np.minimum.reduceat(w, starts), np.maximum.reduceat(w, starts)
@@ -429,9 +439,9 @@ def time_strip(
 
 def save_png(
     result: Grounding,
-    path: Union[str, os.PathLike],
+    path: str | os.PathLike,
     *,
-    time: Union[str, int, float] = "mean",
+    time: str | int | float = "mean",
     heads: HeadSelect = None,
     alpha: float = DEFAULT_ALPHA,
     threshold: float = DEFAULT_THRESHOLD,
@@ -483,7 +493,7 @@ def video_encoder() -> str:
         if name in av.codecs_available:
             try:
                 av.codec.Codec(name, "w")
-            except Exception:  # noqa: BLE001 - listed but not usable as an encoder in this build
+            except Exception:
                 continue
             return name
     raise InputError("this PyAV/FFmpeg build has no H.264 or MPEG-4 encoder; install the PyPI `av` wheel")
@@ -513,8 +523,7 @@ def _audio_frames(path: Path) -> Iterator[av.AudioFrame]:
         with av.open(str(path)) as c:
             if not c.streams.audio:
                 return
-            for frame in c.decode(c.streams.audio[0]):
-                yield frame
+            yield from c.decode(c.streams.audio[0])
     except av.error.FFmpegError as e:
         raise InputError(
             f"could not decode the audio of {str(path)!r} again: {getattr(e, 'strerror', None) or e}; the file may "
@@ -537,7 +546,7 @@ def frame_overlay(
     target = int(vg.frame_indices[index])
     rng = display_range(vg.maps(smooth).transpose(0, 1))
     colors = head_colors(vg.head_names)
-    for i, _, rgb in iter_display_frames(vg.source.path, want=lambda i, t: i == target):
+    for _i, _, rgb in iter_display_frames(vg.source.path, want=lambda i, t: i == target):
         if rgb is None:
             continue
         layer = colour_layer(vg.upsampled(index, smooth=smooth), rng, colors, alpha=alpha, threshold=threshold)
@@ -550,8 +559,8 @@ def frame_overlay(
 
 def render_video(
     vg: VideoGrounding,
-    source_path: Union[str, os.PathLike, None],
-    out_path: Union[str, os.PathLike],
+    source_path: str | os.PathLike | None,
+    out_path: str | os.PathLike,
     *,
     layout: str = "combined",
     smooth: bool = True,
@@ -685,7 +694,7 @@ def render_video(
         # "written": seconds of sound already handed to the encoder (output clock).
         audio_state: dict[str, Any] = {"pending": first_audio, "written": 0.0, "offset": None}
 
-        def write_audio(until: Optional[float]) -> None:
+        def write_audio(until: float | None) -> None:
             """Encode source audio until output time `until` (None: all of it)."""
             if astream is None:
                 return
@@ -751,7 +760,7 @@ def render_video(
     return out
 
 
-def _shift_audio(frame: av.AudioFrame, state: dict[str, Any]) -> Optional[av.AudioFrame]:
+def _shift_audio(frame: av.AudioFrame, state: dict[str, Any]) -> av.AudioFrame | None:
     """Drop the audio that plays before the first video frame (only when the streams start apart)."""
     offset = state["offset"] or 0.0
     rate = frame.sample_rate

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from .image import ImageGeometry, maps_to_original
 
-TimeSelect = Union[int, str, None]
+TimeSelect = int | str | None
 
 
 def temporal_blur(maps: torch.Tensor, dim: int = 1) -> torch.Tensor:
@@ -47,12 +46,12 @@ class Grounding:
     score_per_head: torch.Tensor
     geometry: ImageGeometry
     audio_duration: float
-    image: Optional[torch.Tensor] = field(default=None, repr=False)  # original RGB uint8 [3, H0, W0]
-    waveform: Optional[torch.Tensor] = field(default=None, repr=False)  # the model's 16 kHz input [N]
-    mask: Optional[torch.Tensor] = field(default=None, repr=False)  # [T] True where the step holds real audio
+    image: torch.Tensor | None = field(default=None, repr=False)  # original RGB uint8 [3, H0, W0]
+    waveform: torch.Tensor | None = field(default=None, repr=False)  # the model's 16 kHz input [N]
+    mask: torch.Tensor | None = field(default=None, repr=False)  # [T] True where the step holds real audio
 
     def __repr__(self) -> str:
-        k, t, h, w = self.heatmaps.shape
+        _k, t, h, w = self.heatmaps.shape
         h0, w0 = self.geometry.original_size
         return (
             f"Grounding(heads={self.head_names}, steps={t} over {self.audio_duration:.2f} s, grid={h}x{w}, "
@@ -63,7 +62,7 @@ class Grounding:
     def num_heads(self) -> int:
         return self.heatmaps.shape[0]
 
-    def head_index(self, head: Union[int, str]) -> int:
+    def head_index(self, head: int | str) -> int:
         if isinstance(head, str):
             if head not in self.head_names:
                 raise KeyError(f"no head {head!r}; this model's heads are {self.head_names}")
@@ -72,7 +71,7 @@ class Grounding:
             raise IndexError(f"head {head} out of range for {self.num_heads} head(s)")
         return head % self.num_heads
 
-    def __getitem__(self, head: Union[int, str]) -> torch.Tensor:
+    def __getitem__(self, head: int | str) -> torch.Tensor:
         """[T, h, w] maps of one head, by name or index."""
         return self.heatmaps[self.head_index(head)]
 
@@ -95,9 +94,7 @@ class Grounding:
             return maps.amax(dim=1)
         raise ValueError(f"reduce must be 'mean' or 'max', not {reduce!r}")
 
-    def upsampled(
-        self, time: TimeSelect = "mean", *, smooth: bool = False, mode: str = "bilinear"
-    ) -> torch.Tensor:
+    def upsampled(self, time: TimeSelect = "mean", *, smooth: bool = False, mode: str = "bilinear") -> torch.Tensor:
         """Maps on the ORIGINAL image's pixel grid (the resize and the /8 crop undone).
 
         time: an audio step index -> [heads, H0, W0]; "mean" / "max" over the clip -> [heads, H0, W0];

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any
 
 import av
 import numpy as np
@@ -57,7 +58,7 @@ DEFAULT_MAX_FPS = 5.0
 DEFAULT_MAX_FRAMES = 600
 
 # The demo's 3-tap temporal blur (see result.temporal_blur): exp(-x^2 / 2) at x = -2, 0, 2, normalised.
-_TAPS = torch.exp(-torch.tensor([-2.0, 0.0, 2.0]) ** 2 / 2)
+_TAPS = torch.exp(-(torch.tensor([-2.0, 0.0, 2.0]) ** 2) / 2)
 _TAPS = _TAPS / _TAPS.sum()
 
 
@@ -110,7 +111,7 @@ class VideoGrounding:
     audio: EncodedAudio = field(repr=False)
 
     def __repr__(self) -> str:
-        f, k, h, w = self.frame_maps.shape
+        f, _k, h, w = self.frame_maps.shape
         s = self.source
         return (
             f"VideoGrounding(heads={self.head_names}, frames={f} of {s.frame_count} at {self.fps:.3g} fps, "
@@ -126,7 +127,7 @@ class VideoGrounding:
         return self.frame_maps.shape[1]
 
     @property
-    def waveform(self) -> Optional[torch.Tensor]:
+    def waveform(self) -> torch.Tensor | None:
         """The model's 16 kHz mono input [N] (normalised unless normalize_audio=False)."""
         return self.audio.waveform
 
@@ -189,14 +190,23 @@ class VideoGrounding:
                     "value": float(values[f, k]),
                 }
             frames.append(
-                {"time": round(float(self.frame_times[f]), 4), "index": int(self.frame_indices[f]),
-                 "step": int(self.frame_steps[f]), "peak": peaks}
+                {
+                    "time": round(float(self.frame_times[f]), 4),
+                    "index": int(self.frame_indices[f]),
+                    "step": int(self.frame_steps[f]),
+                    "peak": peaks,
+                }
             )
         return {
             "heads": list(self.head_names),
             "source": {
-                "path": s.path, "width": s.width, "height": s.height, "fps": s.fps,
-                "frames": s.frame_count, "seconds": round(s.duration, 4), "rotation": s.rotation,
+                "path": s.path,
+                "width": s.width,
+                "height": s.height,
+                "fps": s.fps,
+                "frames": s.frame_count,
+                "seconds": round(s.duration, 4),
+                "rotation": s.rotation,
             },
             "sampled_fps": self.fps,
             "audio_seconds": round(self.audio.duration, 4),
@@ -208,7 +218,7 @@ class VideoGrounding:
 # ----------------------------------------------------------------------------------------------- decoding
 
 
-def _check_path(path: Union[str, os.PathLike]) -> Path:
+def _check_path(path: str | os.PathLike) -> Path:
     p = Path(os.fspath(path))
     if not p.exists():
         raise VideoFileNotFoundError(f"video file not found: {str(p)!r}; check the path")
@@ -227,22 +237,22 @@ def _open(p: Path) -> av.container.InputContainer:
         ) from e
 
 
-def _seconds(value: Optional[int], time_base: Any) -> Optional[float]:
+def _seconds(value: int | None, time_base: Any) -> float | None:
     return None if value is None or time_base is None else float(value * time_base)
 
 
 def _rotate(rgb: np.ndarray, rotation: int) -> np.ndarray:
     """Apply the display matrix's counter-clockwise rotation (multiples of 90 degrees)."""
-    k = int(round(rotation / 90)) % 4
+    k = round(rotation / 90) % 4
     return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
 
 
 def iter_display_frames(
-    path: Union[str, os.PathLike],
+    path: str | os.PathLike,
     *,
-    want: Optional[Callable[[int, float], bool]] = None,
-    size: Optional[tuple[int, int]] = None,
-) -> Iterator[tuple[int, float, Optional[torch.Tensor]]]:
+    want: Callable[[int, float], bool] | None = None,
+    size: tuple[int, int] | None = None,
+) -> Iterator[tuple[int, float, torch.Tensor | None]]:
     """Stream a video's frames: (index, seconds on the audio clock, RGB uint8 [3, H, W] or None).
 
     want(index, seconds) -> bool says which frames to convert to RGB (None: all); the others are decoded (the
@@ -268,7 +278,7 @@ def iter_display_frames(
                     index += 1
                     continue
                 rotation = int(frame.rotation or 0)
-                quarter = int(round(rotation / 90)) % 2 == 1
+                quarter = round(rotation / 90) % 2 == 1
                 if size is not None:
                     h, w = size
                     sw, sh = (h, w) if quarter else (w, h)  # the stored frame is unrotated
@@ -316,8 +326,9 @@ def _probe(p: Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ frames
 
 
-def _sampling_rate(fps: Optional[float], source_fps: Optional[float], duration: Optional[float],
-                   max_frames: Optional[int]) -> float:
+def _sampling_rate(
+    fps: float | None, source_fps: float | None, duration: float | None, max_frames: int | None
+) -> float:
     """Frames per second to keep (documented in the module docstring)."""
     if fps is not None:
         if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
@@ -332,7 +343,9 @@ def _sampling_rate(fps: Optional[float], source_fps: Optional[float], duration: 
     return rate
 
 
-def _frame_similarity(net: DenseAV, image_feats: Any, audio: EncodedAudio, steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _frame_similarity(
+    net: DenseAV, image_feats: Any, audio: EncodedAudio, steps: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Raw and 3-tap-smoothed maps [B, K, N] of each frame with its own audio step (and that step's neighbours)."""
     total = audio.features.features.shape[1]
     idx = torch.stack([(steps - 1).clamp(min=0), steps, (steps + 1).clamp(max=total - 1)], dim=1)  # [B, 3]
@@ -349,16 +362,16 @@ def _frame_similarity(net: DenseAV, image_feats: Any, audio: EncodedAudio, steps
 
 
 def ground_video(
-    path: Union[str, os.PathLike],
+    path: str | os.PathLike,
     *,
     model: ModelLike = DEFAULT_MODEL,
-    fps: Optional[float] = None,
-    max_frames: Optional[int] = DEFAULT_MAX_FRAMES,
+    fps: float | None = None,
+    max_frames: int | None = DEFAULT_MAX_FRAMES,
     batch_size: int = 8,
-    image_size: Optional[int] = DEFAULT_IMAGE_SIZE,
+    image_size: int | None = DEFAULT_IMAGE_SIZE,
     normalize_audio: bool = True,
-    channel: Union[str, int] = "mix",
-    device: Union[str, torch.device, None] = None,
+    channel: str | int = "mix",
+    device: str | torch.device | None = None,
     dtype: DTypeLike = None,
     progress: bool = True,
 ) -> VideoGrounding:
@@ -398,7 +411,7 @@ def ground_video(
     kept_steps: list[int] = []
     raw_maps: list[torch.Tensor] = []
     smooth_maps: list[torch.Tensor] = []
-    geometry: Optional[ImageGeometry] = None
+    geometry: ImageGeometry | None = None
     batch: list[torch.Tensor] = []
     batch_steps: list[int] = []
     state = {"last_bin": -1, "first": None, "count": 0}

@@ -1,5 +1,7 @@
 """The DenseAV model in plain PyTorch; one concept per module."""
 
+from __future__ import annotations
+
 from .aligners import build_audio_aligner, build_image_aligner
 from .audio_encoder import AudioEncoder, AudioEncoderConfig
 from .denseav import AudioFeatures, DenseAV, DenseAVConfig, ImageFeatures

@@ -7,8 +7,6 @@ is a linear over channels, a (1 x w, stride w) conv is a linear over windows of 
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -16,7 +14,7 @@ from torch import nn
 from .layers import Linear
 from .transformer import Block
 
-Cls = Optional[torch.Tensor]
+Cls = torch.Tensor | None
 
 # LayerNorm eps of every aligner norm (a hard-coded constant of the original, not stored in any config).
 ALIGNER_EPS = 1e-4
@@ -170,7 +168,7 @@ def build_audio_aligner(kind: str | None, dim_in: int, code_dim: int) -> Aligner
             ("pool1", TimePool(c, c, 3, norm=True)),
             ("pool2", TimePool(c, c, 3, norm=True)),
         ]
-        return stages + [("attention", SelfAttentionAligner(c))] if attention else stages
+        return [*stages, ("attention", SelfAttentionAligner(c))] if attention else stages
 
     factories = {
         "audio_linear": lambda: [("linear", LinearAligner(dim_in, c)), ("freq_avg", Identity())],
@@ -194,7 +192,7 @@ def build_audio_aligner(kind: str | None, dim_in: int, code_dim: int) -> Aligner
             ("pool2", TimePool(c, c, 3)),
             ("attention", SelfAttentionAligner(c)),
         ],
-        None: lambda: [],
+        None: list,
     }
     if kind not in factories:
         raise ValueError(f"unsupported audio_aligner_type {kind!r}; supported: {sorted(map(str, AUDIO_ALIGNERS))}")
@@ -202,4 +200,12 @@ def build_audio_aligner(kind: str | None, dim_in: int, code_dim: int) -> Aligner
 
 
 IMAGE_ALIGNERS = ("image_linear", "image_linear_no_norm", "image_norm", "image_id", None)
-AUDIO_ALIGNERS = ("audio_linear", "audio_sa", "audio_sa_sa", "audio_3_3_pool", "audio_sa_3_3_pool", "audio_sa_3_3_pool_2", None)
+AUDIO_ALIGNERS = (
+    "audio_linear",
+    "audio_sa",
+    "audio_sa_sa",
+    "audio_3_3_pool",
+    "audio_sa_3_3_pool",
+    "audio_sa_3_3_pool_2",
+    None,
+)

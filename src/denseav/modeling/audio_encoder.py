@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -87,7 +86,7 @@ class FeatureEncoder(nn.Module):
     def __init__(self, config: AudioEncoderConfig) -> None:
         super().__init__()
         self.config = config
-        dims = (1,) + tuple(config.conv_dim)
+        dims = (1, *tuple(config.conv_dim))
         self.layers = nn.ModuleList(
             ConvLayer(dims[i], dims[i + 1], k, s, config.conv_layer_norm_eps)
             for i, (k, s) in enumerate(zip(config.conv_kernel, config.conv_stride))
@@ -191,7 +190,7 @@ class AudioEncoder(nn.Module):
         return self.norm(x)
 
     def forward(
-        self, waveform: torch.Tensor, *, window_frames: Optional[int] = None, overlap_frames: int = 250
+        self, waveform: torch.Tensor, *, window_frames: int | None = None, overlap_frames: int = 250
     ) -> torch.Tensor:
         """[B, N] 16 kHz waveform -> [B, T, D] frames (T = (N - 400) // 320 + 1).
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -25,8 +24,8 @@ class DenseAVConfig:
     head_names: tuple[str, ...] = ("sound",)
     image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
     audio_encoder: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)
-    image_aligner: Optional[str] = "image_linear"
-    audio_aligner: Optional[str] = "audio_sa_3_3_pool_2"
+    image_aligner: str | None = "image_linear"
+    audio_aligner: str | None = "audio_sa_3_3_pool_2"
     learn_audio_cls: bool = True
     use_cls_similarity: bool = False
     nonneg_similarity: bool = False
@@ -50,7 +49,7 @@ class ImageFeatures:
     """Aligned image features: `features` [B, h*w, C] (row-major positions), `cls` [B, C], on an h x w grid."""
 
     features: torch.Tensor
-    cls: Optional[torch.Tensor]
+    cls: torch.Tensor | None
     grid: tuple[int, int]
 
     def __len__(self) -> int:
@@ -62,7 +61,7 @@ class AudioFeatures:
     """Aligned audio features: `features` [B, T, C], `cls` [B, C] or None, `mask` [B, T] (True = real audio)."""
 
     features: torch.Tensor
-    cls: Optional[torch.Tensor]
+    cls: torch.Tensor | None
     mask: torch.Tensor
 
     def __len__(self) -> int:
@@ -72,7 +71,7 @@ class AudioFeatures:
 class DenseAV(nn.Module):
     # Clips up to this long go through the audio encoder whole, exactly as the original; longer ones in
     # overlapping windows (see AudioEncoder.forward). None = always whole (memory and time grow quadratically).
-    audio_window_seconds: Optional[float] = 30.0
+    audio_window_seconds: float | None = 30.0
     audio_window_overlap_seconds: float = 5.0
 
     def __init__(self, config: DenseAVConfig) -> None:
@@ -81,7 +80,9 @@ class DenseAV(nn.Module):
         self.image_encoder = ImageEncoder(config.image_encoder)
         self.audio_encoder = AudioEncoder(config.audio_encoder)
         self.image_aligner = build_image_aligner(config.image_aligner, config.image_encoder.embed_dim, config.code_dim)
-        self.audio_aligner = build_audio_aligner(config.audio_aligner, config.audio_encoder.hidden_size, config.code_dim)
+        self.audio_aligner = build_audio_aligner(
+            config.audio_aligner, config.audio_encoder.hidden_size, config.code_dim
+        )
         # A learned cls token for audio (HuBERT has none); it joins the aligner's attention, so it shapes every
         # audio feature even when the similarity ignores cls vectors.
         self.audio_cls = nn.Parameter(torch.zeros(config.audio_encoder.hidden_size)) if config.learn_audio_cls else None
@@ -95,7 +96,7 @@ class DenseAV(nn.Module):
         )
         self.eval()  # inference semantics always; nothing here behaves differently in train mode anyway
 
-    def set_dtype(self, dtype: torch.dtype) -> "DenseAV":
+    def set_dtype(self, dtype: torch.dtype) -> DenseAV:
         """Store the matmul weights in `dtype` (float32, bfloat16, float16); norms and embeddings stay float32."""
         names = matmul_parameter_names(self)
         for name, param in self.named_parameters():
@@ -159,7 +160,7 @@ class DenseAV(nn.Module):
         return ImageFeatures(tokens, cls, grid)
 
     def encode_audio(
-        self, waveform: torch.Tensor, *, sample_mask: Optional[torch.Tensor] = None, demo_pooling: bool = False
+        self, waveform: torch.Tensor, *, sample_mask: torch.Tensor | None = None, demo_pooling: bool = False
     ) -> AudioFeatures:
         """[B, N] 16 kHz waveform -> aligned features [B, T, C] (T = N // 2880 roughly, 5.56 steps per second).
 
@@ -173,7 +174,9 @@ class DenseAV(nn.Module):
         cls = None if self.audio_cls is None else self.audio_cls.expand(b, -1)
         # Frames go straight into the aligner (no name kept), so they are freed as soon as it has reduced them.
         feats, cls = self.audio_aligner(
-            self.audio_encoder(waveform, window_frames=window, overlap_frames=int(self.audio_window_overlap_seconds * 50)),
+            self.audio_encoder(
+                waveform, window_frames=window, overlap_frames=int(self.audio_window_overlap_seconds * 50)
+            ),
             cls,
         )
         if demo_pooling and self.config.audio_pool_width > 1:

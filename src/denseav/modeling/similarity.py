@@ -7,8 +7,6 @@ blocks; that volume [K, T, h, w] is the heatmap. All similarity arithmetic runs 
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from einops import rearrange
 from torch import nn
@@ -52,9 +50,9 @@ class Similarity(nn.Module):
         image: torch.Tensor,
         audio: torch.Tensor,
         *,
-        audio_mask: Optional[torch.Tensor] = None,
-        image_cls: Optional[torch.Tensor] = None,
-        audio_cls: Optional[torch.Tensor] = None,
+        audio_mask: torch.Tensor | None = None,
+        image_cls: torch.Tensor | None = None,
+        audio_cls: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Paired dense similarity.
 
@@ -84,7 +82,7 @@ class Similarity(nn.Module):
         return sims.amax(dim=1)
 
     def score(
-        self, sims: torch.Tensor, audio_mask: Optional[torch.Tensor] = None, *, per_head: bool = False
+        self, sims: torch.Tensor, audio_mask: torch.Tensor | None = None, *, per_head: bool = False
     ) -> torch.Tensor:
         """Aggregate [B, K, T, N] similarity to one number per pair ([B]) or per pair and head ([B, K])."""
         b, _, t, _ = sims.shape
