@@ -102,11 +102,14 @@ _SAFETENSORS_DTYPES = {
 class SafetensorsFile:
     """A minimal safetensors reader that reads each tensor with one `readinto` into its final buffer.
 
-    Why not `safetensors.safe_open`: measured on the full-size two-head checkpoint (1.37 GB, float32), loading to
-    bfloat16 through `safe_open` peaks at ... (see benchmarks/safetensors_reader.py; figures in the closing note).
-    A memory map's touched pages count towards the process's resident memory until unmapped, and converting each
-    tensor after `get_tensor` allocates a float32 temporary per tensor; here the bytes go through one reused scratch
-    buffer instead. The whole layout is validated up front, so a truncated download fails before anything is built.
+    Why not `safetensors.safe_open` (measured with benchmarks/safetensors_reader.py on the full-size two-head
+    checkpoint, 1.37 GB float32, each load in a fresh process, peak RSS = ru_maxrss once every weight has been
+    used): loading to bfloat16 peaks at 2,200 MB through `safe_open` against 930 MB here, and to float32 at
+    1,900 MB against 1,560 MB. `safe_open` memory-maps the file, and every mapped page it hands out or
+    converts stays resident until the map goes; here the bytes are read straight into the final tensor, or, when
+    converting, through one reused scratch buffer, so a bfloat16 load never holds the float32 weights at all.
+    (Load times were within noise of each other on a shared 2-core machine.) The whole layout is validated up
+    front, so a truncated download fails before anything is built.
     """
 
     def __init__(self, path: Path) -> None:
