@@ -393,6 +393,16 @@ class ImageGeometry:
         """(h, w) of the patch grid the model's image features live on."""
         return self.input_size[0] // self.patch_size, self.input_size[1] // self.patch_size
 
+    def grid_to_pixel(self, gy: int, gx: int) -> tuple[float, float]:
+        """(x, y) in original-image pixels of the centre of patch (gy, gx).
+
+        The crop is anchored top-left, so only the resize needs undoing.
+        """
+        h0, w0 = self.original_size
+        hr, wr = self.resized_size
+        p = self.patch_size
+        return (gx + 0.5) * p * w0 / wr, (gy + 0.5) * p * h0 / hr
+
 
 def _check_image_size(image_size: int | None) -> None:
     if image_size is None:
