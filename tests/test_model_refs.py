@@ -56,7 +56,7 @@ def test_an_existing_path_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     (tmp_path / "someone" / "tiny").mkdir(parents=True)
     (tmp_path / "sound").mkdir()
     assert parse_model_ref("someone/tiny").kind == "path"
-    assert parse_model_ref("sound").kind == "path"
+    assert parse_model_ref("sound").kind == "path" and parse_model_ref("sound").entry is None
     assert parse_model_ref(tmp_path / "sound").kind == "path"
 
 
@@ -176,7 +176,11 @@ def test_device_of_the_wrong_type():
         resolve_device(0.5)  # type: ignore[arg-type]
 
 
-def test_a_copied_folder_keeps_its_own_name(folder: Path, tmp_path: Path):
-    dst = tmp_path / "my-model"
+@pytest.mark.parametrize("name", ["my-model", "language"])
+def test_a_copied_folder_keeps_its_own_name_and_heads(folder: Path, tmp_path: Path, name: str):
+    """A local folder called like a registry model is that folder, not the registry model."""
+    dst = tmp_path / name
     shutil.copytree(folder, dst, ignore=shutil.ignore_patterns("expected.safetensors", "*.png", "*.wav", "*.ckpt"))
-    assert denseav.load(dst, device="cpu").provenance.name == str(dst)
+    model = denseav.load(dst, device="cpu")
+    assert model.provenance.name == str(dst)
+    assert model.head_names == denseav.load(folder, device="cpu").head_names

@@ -61,3 +61,12 @@ def test_installed_package_reads_its_manifest(wheel: Path, tmp_path: Path):
     assert Path(where).is_relative_to(site)
     manifest = json.loads((REPO / "weights_manifest.json").read_text())
     assert default == manifest["default"] and models == list(manifest["models"])
+
+    # The default model is the manifest's "default", not a second constant: change one, the other follows.
+    other = next(name for name in manifest["models"] if name != manifest["default"])
+    (site / "denseav" / "weights_manifest.json").write_text(json.dumps({**manifest, "default": other}))
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])[1] == other

@@ -114,6 +114,11 @@ class ModelRef:
         return Path(self.text).expanduser()
 
 
+def _published_file(file_name: str) -> PretrainedModel | None:
+    """The registry model whose torch.hub checkpoint has this file name (a folder merely called "sound" is not)."""
+    return next((m for m in pretrained_models().values() if (m.ckpt_file or "").lower() == file_name.lower()), None)
+
+
 def _is_repo_id(text: str) -> bool:
     parts = text.split("/")
     looks_like_file = text.endswith(_CHECKPOINT_SUFFIXES) or text.startswith((".", "~")) or "\\" in text
@@ -135,13 +140,13 @@ def parse_model_ref(name_or_path: str | os.PathLike[str] | ModelRef) -> ModelRef
     path = Path(text).expanduser()
     entry = find_pretrained(text)
     if path.exists():
-        return ModelRef("path", text, find_pretrained(path.name))
+        return ModelRef("path", text, _published_file(path.name))
     if entry is not None:
         return ModelRef("registry", text, entry)
     if _is_repo_id(text):
         return ModelRef("hub", text)
     if os.sep in text or text.startswith((".", "~", "/")) or text.endswith(_CHECKPOINT_SUFFIXES):
-        return ModelRef("path", text, find_pretrained(path.name))
+        return ModelRef("path", text, _published_file(path.name))
     aliases = ", ".join(a for m in pretrained_models().values() for a in m.aliases)
     raise ModelNotFoundError(
         f"unknown model {text!r}. Choose one of {', '.join(list_models())} (or an alias: {aliases}), a Hugging Face "
