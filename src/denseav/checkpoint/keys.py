@@ -122,8 +122,7 @@ class KeyConverter:
 
     def _put(self, key: str, tensor: torch.Tensor, original: str) -> None:
         if tensor.is_floating_point():
-            low = self.dtype is not None and key in self.low_precision
-            tensor = tensor.to(self.dtype if low and self.dtype is not None else torch.float32)
+            tensor = tensor.to(self.dtype if self.dtype is not None and key in self.low_precision else torch.float32)
         self.out[key] = tensor
         self.origin.setdefault(key, original)
 
