@@ -43,6 +43,7 @@ def one_error_line(proc: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_ground_writes_png_and_json(tmp_path):
     folder = two_head_dir()
     proc = run(
@@ -69,6 +70,7 @@ def test_ground_writes_png_and_json(tmp_path):
     assert data["heads"] == ["language", "sound"]
 
 
+@pytest.mark.slow
 def test_ground_json_to_stdout_and_quiet(tmp_path):
     folder = two_head_dir()
     proc = run(
@@ -91,6 +93,7 @@ def test_ground_json_to_stdout_and_quiet(tmp_path):
     assert "loading" not in proc.stderr  # --quiet: no chatter
 
 
+@pytest.mark.slow
 def test_video_end_to_end(tmp_path):
     folder = two_head_dir()
     clip = make_clip(tmp_path / "clip.mp4", width=64, height=48, fps=10, seconds=2.0)
@@ -102,6 +105,7 @@ def test_video_end_to_end(tmp_path):
     assert "analysed 4 frames" in proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case, code, needle",
     [
