@@ -288,3 +288,11 @@ def test_one_head_encodings_with_another_model_are_refused(model):
     aud = denseav.encode_audio(noise(1.0), sample_rate=16000, model=few)
     with pytest.raises(InputError):
         denseav.ground(img, aud, model=many)
+
+
+def test_elongated_images_are_capped_not_silently_slow(model):
+    banner = np.full((40, 600, 3), 128, np.uint8)  # 600x40 would be a 3360x224 input at the default size
+    with pytest.raises(InputError, match="max_long_side"):
+        denseav.encode_image(banner, model=model)
+    wide = denseav.encode_image(banner, model=model, max_long_side=4096)
+    assert wide.geometry.input_size == (224, 3360)

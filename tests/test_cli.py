@@ -213,3 +213,13 @@ def test_models_download_and_help(capsys):
     assert code == 0 and "examples:" in out and "denseav video" in out
     code, out, _ = call(["video", "--help"], capsys)
     assert code == 0 and "--max-frames" in out and "--layout" in out
+
+
+def test_unwritable_output_fails_before_the_model_loads(capsys):
+    # /proc refuses new files even to root: a read-only place. The check must come before any work.
+    folder = two_head_dir()
+    code, _, err = call(
+        ["ground", folder / "image.png", folder / "audio.wav", "--weights", folder, "-o", "/proc/x.png"], capsys
+    )
+    assert code == 2 and "cannot write in /proc" in err, err
+    assert "loading model" not in err
