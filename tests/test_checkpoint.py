@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import denseav
-from _fixtures import PARITY_DIRS
+from _fixtures import first_parity_dir
 from denseav.checkpoint import config_from_original
 from denseav.checkpoint.config import SUPPORTED
 from denseav.errors import CheckpointError
@@ -36,9 +36,7 @@ OTHER_VALUES = {
 
 @pytest.fixture(scope="module")
 def folder() -> Path:
-    if not PARITY_DIRS:
-        pytest.skip("no parity fixture folder")
-    return PARITY_DIRS[0]
+    return first_parity_dir()
 
 
 @pytest.fixture()

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import denseav
-from _fixtures import PARITY_DIRS
+from _fixtures import first_parity_dir
 from _hub import COMMIT, lay_out_hf_cache
 from denseav.build import build_denseav, resolve_device, resolve_dtype
 from denseav.errors import InputError, InputTypeError, ModelNotFoundError
@@ -24,9 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def folder() -> Path:
-    if not PARITY_DIRS:
-        pytest.skip("no parity fixture folder")
-    return PARITY_DIRS[0]
+    return first_parity_dir()
 
 
 # ------------------------------------------------------------------------------------------ parse_model_ref

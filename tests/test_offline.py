@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import denseav
-from _fixtures import PARITY_DIRS
+from _fixtures import first_parity_dir
 from _hub import RecordingHub, closed_port, lay_out_hf_cache, registry_name
 
 pytestmark = pytest.mark.slow
@@ -43,9 +43,7 @@ def _load(name: str, cache: Path, endpoint: str) -> subprocess.CompletedProcess[
 
 @pytest.fixture(scope="module")
 def folder() -> Path:
-    if not PARITY_DIRS:
-        pytest.skip("no parity fixture folder")
-    return PARITY_DIRS[0]
+    return first_parity_dir()
 
 
 @pytest.mark.parametrize("kind", ["registry", "repo_id"])
