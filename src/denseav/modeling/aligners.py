@@ -7,6 +7,8 @@ is a linear over channels, a (1 x w, stride w) conv is a linear over windows of 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -107,25 +109,56 @@ class Aligner(nn.Module):
         self.stages = nn.ModuleDict(dict(stages))
 
     def forward(self, x: torch.Tensor, cls: Cls = None) -> tuple[torch.Tensor, Cls]:
+        if x.shape[1] > self.chunk_steps and self.num_local_stages:
+            size = max(
+                self.time_reduction_local, self.chunk_steps // self.time_reduction_local * self.time_reduction_local
+            )
+            return self.forward_stream(x.split(size, dim=1), cls)
+        for stage in self.stages.values():
+            x, cls = stage(x, cls)
+        return x, cls
+
+    def forward_stream(self, pieces: Iterable[torch.Tensor], cls: Cls = None) -> tuple[torch.Tensor, Cls]:
+        """`forward` of the concatenation of `pieces` (consecutive [B, t, D] slices of one sequence), holding only
+        their reduced features: the leading position-local stages (norms, linears, time pools) run piece by piece,
+        the rest (attention) once on the joined result. Same results as `forward` on the whole sequence."""
         stages = list(self.stages.values())
-        local = next((i for i, s in enumerate(stages) if isinstance(s, SelfAttentionAligner)), len(stages))
-        if local and x.shape[1] > self.chunk_steps:
-            factor = 1
-            for stage in stages[:local]:
-                factor *= stage.width if isinstance(stage, TimePool) else 1
-            size = max(factor, self.chunk_steps // factor * factor)
-            usable = x.shape[1] // factor * factor  # a pool drops the frames that do not fill a window anyway
-            pieces, chunk_cls = [], cls
-            for start in range(0, usable, size):
-                y, chunk_cls = x[:, start : start + size], cls
-                for stage in stages[:local]:
-                    y, chunk_cls = stage(y, chunk_cls)
-                pieces.append(y)
-            x, cls = torch.cat(pieces, dim=1), chunk_cls
-            stages = stages[local:]
+        local, factor = stages[: self.num_local_stages], self.time_reduction_local
+        reduced, carry, local_cls = [], None, cls
+        for piece in pieces:
+            x = piece if carry is None else torch.cat([carry, piece], dim=1)
+            usable = x.shape[1] // factor * factor  # frames that fill whole pool windows; the rest waits
+            if usable:
+                y, local_cls = self._run(local, x[:, :usable], cls)
+                reduced.append(y)
+            carry = x[:, usable:]
+        if not reduced:  # too short for one step: an empty sequence, and the cls through the local stages
+            if carry is None:
+                raise ValueError("forward_stream needs at least one piece")
+            y, local_cls = self._run(local, carry[:, :0], cls)
+            reduced.append(y)
+        # frames left in `carry` do not fill a pool window: the pools drop them, as the convolution does
+        return self._run(stages[len(local) :], torch.cat(reduced, dim=1), local_cls)
+
+    @staticmethod
+    def _run(stages: list[nn.Module], x: torch.Tensor, cls: Cls) -> tuple[torch.Tensor, Cls]:
         for stage in stages:
             x, cls = stage(x, cls)
         return x, cls
+
+    @property
+    def num_local_stages(self) -> int:
+        """How many leading stages treat each position (or pool window) on its own (all before the attention)."""
+        stages = list(self.stages.values())
+        return next((i for i, s in enumerate(stages) if isinstance(s, SelfAttentionAligner)), len(stages))
+
+    @property
+    def time_reduction_local(self) -> int:
+        """Input steps per output step of the leading position-local stages."""
+        factor = 1
+        for stage in list(self.stages.values())[: self.num_local_stages]:
+            factor *= stage.width if isinstance(stage, TimePool) else 1
+        return factor
 
     @property
     def time_reduction(self) -> int:

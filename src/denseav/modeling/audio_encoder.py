@@ -8,6 +8,7 @@ pre-norm transformer blocks (the shared `transformer.Block`) -> final LayerNorm.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -168,13 +169,26 @@ class AudioEncoder(nn.Module):
     ) -> torch.Tensor:
         """[B, N] 16 kHz waveform -> [B, T, D] frames (T = (N - 400) // 320 + 1).
 
-        Clips of up to `window_frames` frames are encoded whole, exactly as the original. Longer clips are encoded
-        in windows of `window_frames` frames that overlap by `overlap_frames` and are cross-faded linearly in the
-        overlaps, so time and memory grow linearly instead of quadratically (attention) with the length.
+        Clips of up to `window_frames` frames are encoded whole, exactly as the original; longer ones in
+        overlapping windows (see `stream`, whose pieces this joins).
+        """
+        return torch.cat(list(self.stream(waveform, window_frames=window_frames, overlap_frames=overlap_frames)), 1)
+
+    def stream(
+        self, waveform: torch.Tensor, *, window_frames: int | None = None, overlap_frames: int = 250
+    ) -> Iterator[torch.Tensor]:
+        """The frames of `forward`, yielded in order as consecutive pieces [B, t, D] as soon as they are final.
+
+        A clip of up to `window_frames` frames is one piece, encoded whole. A longer clip is encoded in windows of
+        `window_frames` frames that overlap by at least `overlap_frames` and are cross-faded linearly in the
+        overlaps, so time and memory grow linearly instead of quadratically (attention) with the length. A frame
+        is final once no later window covers it; only the overlap still to be blended is held back, so a caller
+        that reduces each piece (the aligner) never holds the whole clip's frames.
         """
         frames = self.config.num_frames(waveform.shape[-1])
         if window_frames is None or frames <= window_frames:
-            return self._encode(waveform)
+            yield self._encode(waveform)
+            return
         if not 0 < overlap_frames < window_frames // 2:
             raise ValueError(f"overlap_frames must be in (0, {window_frames // 2}), got {overlap_frames}")
         hop, field = self.config.hop, self.config.receptive_field
@@ -183,18 +197,22 @@ class AudioEncoder(nn.Module):
         count = math.ceil((frames - overlap_frames) / (window_frames - overlap_frames))
         window_frames = math.ceil((frames + (count - 1) * overlap_frames) / count)
         starts = [round(i * (frames - window_frames) / (count - 1)) for i in range(count)]
-        out = torch.zeros(
-            waveform.shape[0], frames, self.config.hidden_size, dtype=torch.float32, device=waveform.device
-        )
-        total = torch.zeros(frames, 1, dtype=torch.float32, device=waveform.device)
+        ends = [*starts[1:], frames]  # window i's frames before the next window's start are final after it
         ramp = (torch.arange(overlap_frames, dtype=torch.float32, device=waveform.device) + 0.5) / overlap_frames
-        for i, s in enumerate(starts):
+        acc = torch.zeros(waveform.shape[0], 0, self.config.hidden_size, device=waveform.device)
+        total = torch.zeros(0, 1, device=waveform.device)
+        done = 0  # frames already yielded; acc / total hold the weighted sums of frames done, done + 1, ...
+        for i, (s, end) in enumerate(zip(starts, ends)):
             y = self._encode(waveform[:, s * hop : (s + window_frames - 1) * hop + field]).float()
             w = torch.ones(window_frames, 1, dtype=torch.float32, device=waveform.device)
             if i > 0:
                 w[:overlap_frames, 0] = ramp
-            if i < len(starts) - 1:
+            if i < count - 1:
                 w[-overlap_frames:, 0] = ramp.flip(0)
-            out[:, s : s + window_frames] += y * w
-            total[s : s + window_frames] += w
-        return out.div_(total)  # in place: for ten minutes this tensor alone is 123 MB
+            grow = s + window_frames - done - acc.shape[1]
+            acc = torch.cat([acc, acc.new_zeros(acc.shape[0], grow, acc.shape[2])], 1)
+            total = torch.cat([total, total.new_zeros(grow, 1)])
+            acc[:, s - done :] += y * w
+            total[s - done :] += w
+            yield acc[:, : end - done] / total[: end - done]
+            acc, total, done = acc[:, end - done :], total[end - done :], end

@@ -170,15 +170,18 @@ class DenseAV(nn.Module):
             window = int(self.audio_window_seconds * SAMPLE_RATE) // self.config.audio_encoder.hop
         b = waveform.shape[0]
         cls = None if self.audio_cls is None else self.audio_cls.expand(b, -1)
-        # Frames go straight into the aligner (no name kept), so they are freed as soon as it has reduced them.
-        feats, cls = self.audio_aligner(
-            self.audio_encoder(
-                waveform,
-                window_frames=window,
-                overlap_frames=int(self.audio_window_overlap_seconds * self.config.audio_encoder.frame_rate),
-            ),
-            cls,
+        # Finished frames stream straight into the aligner, whose position-local stages reduce each piece (1024
+        # floats per 20 ms -> 384 per 180 ms) before the next window is encoded: a long clip never holds all its
+        # frames. A clip under the window is one piece, through exactly the original's computation.
+        pieces = self.audio_encoder.stream(
+            waveform,
+            window_frames=window,
+            overlap_frames=int(self.audio_window_overlap_seconds * self.config.audio_encoder.frame_rate),
         )
+        if window is None or self.config.audio_encoder.num_frames(waveform.shape[-1]) <= window:
+            feats, cls = self.audio_aligner(next(pieces), cls)
+        else:
+            feats, cls = self.audio_aligner.forward_stream(pieces, cls)
         if demo_pooling and self.config.audio_pool_width > 1:
             w = self.config.audio_pool_width
             feats = F.avg_pool1d(feats.transpose(1, 2), w).transpose(1, 2)
