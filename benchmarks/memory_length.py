@@ -29,6 +29,7 @@ import json, sys, time
 sys.path.insert(0, sys.argv[1])
 sys.path.insert(0, sys.argv[2])
 import denseav
+from bench import bench_inputs
 image, audio = bench_inputs(float(sys.argv[5]))
 model = denseav.load(sys.argv[3], device="cpu", dtype=sys.argv[4])
 start = time.perf_counter()

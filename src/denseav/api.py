@@ -107,7 +107,7 @@ def get_model(
             f"model must be a registry name, a Hugging Face repo id, a local checkpoint path or a loaded "
             f"denseav model, not a {type(model).__name__}"
         )
-    key = (os.fspath(model), revision, str(resolve_device(device)), resolve_dtype(dtype))
+    key = (os.fspath(model), revision, str(resolve_device(device)), resolve_dtype(dtype, device))
     with _cache_lock:
         if key not in _cache:
             loaded = load(model, revision=revision, device=device, dtype=dtype)
@@ -118,7 +118,7 @@ def get_model(
 
 
 def _check_model_matches(model: DenseAV, device: DeviceLike, dtype: DTypeLike) -> None:
-    wanted_dtype = None if dtype is None else resolve_dtype(dtype)
+    wanted_dtype = None if dtype is None else resolve_dtype(dtype, model.device)
     wanted_device = None if device is None else resolve_device(device)
     if wanted_dtype is not None and wanted_dtype != model.dtype:
         raise InputError(

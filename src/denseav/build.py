@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 
@@ -25,11 +26,39 @@ _DTYPES = {
     "fp16": torch.float16,
     "half": torch.float16,
 }
-_DTYPE_HELP = "float32 (default), bfloat16 or float16 (also fp32, bf16, fp16, half, or the torch dtypes)"
+_DTYPE_HELP = "float32 (default), bfloat16, float16 or auto (also fp32, bf16, fp16, half, or the torch dtypes)"
+# x86 CPU flags of native bfloat16 matmuls. Without them torch emulates bfloat16, which measured slower than float32
+# (docs_fragments/performance.md), so "auto" keeps float32 there.
+_NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def resolve_dtype(dtype: DTypeLike) -> torch.dtype:
-    """None -> float32; a name or torch dtype -> the torch dtype. Anything else is an InputError naming the choices."""
+@functools.cache
+def cpu_has_native_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 matmuls natively (x86 AVX512-BF16 or AMX; read from /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:  # not Linux: no way to tell, so the safe choice
+        return False
+    return any(flag in flags for flag in _NATIVE_BF16_FLAGS)
+
+
+def auto_dtype(device: torch.device) -> torch.dtype:
+    """What `dtype="auto"` means on `device`: the fastest dtype whose heatmaps stay within 0.7% of float32's.
+
+    bfloat16 on CUDA and on CPUs with native bfloat16 matmuls; float32 everywhere else (emulated bfloat16 is slower
+    than float32, and float16 matmuls on CPUs are emulated too).
+    """
+    if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bfloat16()):
+        return torch.bfloat16
+    return torch.float32
+
+
+def resolve_dtype(dtype: DTypeLike, device: DeviceLike = None) -> torch.dtype:
+    """None -> float32; "auto" -> `auto_dtype` of `device` (resolved as `load` does); a name or torch dtype -> the
+    torch dtype. Anything else is an InputError naming the choices."""
+    if isinstance(dtype, str) and dtype.strip().lower() == "auto":
+        return auto_dtype(resolve_device(device))
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype):
@@ -89,7 +118,7 @@ def model_from_checkpoint(
     """Convert and load a read checkpoint strictly: a missing, unexpected or misshapen tensor is an error."""
     config = config_from_original(raw.hparams, raw.backbones, head_names)
     model = build_denseav(config, provenance=provenance)
-    state = convert_strict(raw, model, resolve_dtype(dtype))
+    state = convert_strict(raw, model, resolve_dtype(dtype, device))
     model.load_state_dict(state, strict=True, assign=True)
     del state
     model.requires_grad_(False)
@@ -167,10 +196,11 @@ def load(
         with config.json + model.safetensors, or a Lightning .ckpt file.
     revision: Hub branch, tag or commit (registry default: main).
     device: "cpu", "cuda", ... (None: CUDA if available, else CPU).
-    dtype: float32 (default), bfloat16 or float16 weights; similarity sums always run in float32.
+    dtype: float32 (default), bfloat16 or float16 weights, or "auto": bfloat16 on CUDA and on CPUs with native
+        bfloat16 matmuls (AVX512-BF16 / AMX), else float32 (see `auto_dtype`). Similarity sums always run in float32.
     """
     # Bad options fail before anything is read or downloaded.
-    resolve_dtype(dtype)
+    resolve_dtype(dtype, device)
     resolve_device(device)
     ref = parse_model_ref(name_or_path)
     target = resolve(ref, revision=revision, progress=progress)

@@ -138,7 +138,10 @@ def _build_parser() -> _Parser:
     g.add_argument("--revision", metavar="REV", help="Hub branch, tag or commit (default: the registry's)")
     g.add_argument("--device", help="cpu, cuda, cuda:1, mps ... (default: CUDA if available, else CPU)")
     g.add_argument(
-        "--dtype", choices=("float32", "bfloat16", "float16"), default=None, help="weights dtype (default float32)"
+        "--dtype",
+        choices=("float32", "bfloat16", "float16", "auto"),
+        default=None,
+        help="weights dtype (default float32; auto: bfloat16 on CUDA and on CPUs with native bfloat16, else float32)",
     )
 
     inputs = _Parser(add_help=False)

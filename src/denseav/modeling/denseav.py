@@ -110,8 +110,9 @@ class DenseAV(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        """The dtype of the matmul weights (norms, embeddings and activations between matmuls stay float32)."""
-        return self.audio_encoder.projection.weight.dtype
+        """The dtype of the transformers' matmul weights (norms, embeddings, activations between matmuls and the
+        stages in layers.KEEP_FLOAT32 stay float32)."""
+        return self.audio_encoder.blocks[0].attn.qkv.weight.dtype
 
     @property
     def device(self) -> torch.device:
