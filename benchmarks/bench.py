@@ -34,6 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fullsize import DEFAULT_WEIGHTS_DIR, REPO, SEED, ensure_weights
+from variants import load_variant
 
 PROXY = REPO.parent / "shared" / "bench" / "reference_proxy.py"
 DEFAULT_REFERENCE_PYTHON = REPO.parent / "refvenv" / "bin" / "python"
@@ -98,7 +99,7 @@ def worker(weights: str, dtype: str, runs: int, audio_seconds: float, out: str) 
 
     image, audio = bench_inputs(audio_seconds)
     t0 = time.perf_counter()
-    model = denseav.load(weights, device="cpu", dtype=dtype, progress=False)
+    model = load_variant(weights, dtype)
     load_s = time.perf_counter() - t0
 
     def call() -> float:
@@ -223,7 +224,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (one fresh process per cell each)")
     ap.add_argument("--runs", type=int, default=2, help="timed calls per process, after one warm-up call")
-    ap.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated: float32, bfloat16, float16")
+    ap.add_argument(
+        "--dtypes",
+        default="float32,bfloat16",
+        help="comma-separated: float32, bfloat16, float16, int8 (benchmarks/variants.py)",
+    )
     ap.add_argument("--audio-seconds", type=float, default=10.0)
     ap.add_argument("--reference-python", type=Path, default=None, help=f"default {DEFAULT_REFERENCE_PYTHON}")
     ap.add_argument("--weights-dir", type=Path, default=DEFAULT_WEIGHTS_DIR)

@@ -28,6 +28,7 @@ import denseav
 from _fixtures import PARITY_DIRS
 from bench import SAMPLE_RATE, bench_inputs
 from fullsize import REPO, ensure_weights
+from variants import load_variant
 
 
 def stage_modules(model: denseav.DenseAV) -> dict[str, torch.nn.Module]:
@@ -72,10 +73,10 @@ def deviation_pct(ref: torch.Tensor, low: torch.Tensor) -> float:
 
 
 def compare(folder: Path, image, audio, rate: int | None, dtypes: list[str]) -> dict:
-    ref, ref_s = run_with_hooks(denseav.load(folder, device="cpu", progress=False), image, audio, rate)
+    ref, ref_s = run_with_hooks(load_variant(folder, "float32"), image, audio, rate)
     out: dict = {"ground_s": {"float32": ref_s}, "stages": {}}
     for dtype in dtypes:
-        low, low_s = run_with_hooks(denseav.load(folder, device="cpu", dtype=dtype, progress=False), image, audio, rate)
+        low, low_s = run_with_hooks(load_variant(folder, dtype), image, audio, rate)
         out["ground_s"][dtype] = low_s
         out["stages"][dtype] = {name: deviation_pct(ref[name], low[name]) for name in ref}
     return out
@@ -83,7 +84,7 @@ def compare(folder: Path, image, audio, rate: int | None, dtypes: list[str]) -> 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dtypes", default="bfloat16,float16")
+    ap.add_argument("--dtypes", default="bfloat16,float16", help="also int8 (benchmarks/variants.py)")
     ap.add_argument("--models", default="fixtures,full", help="fixtures (every parity fixture), full (full size)")
     ap.add_argument("--out", type=Path, default=REPO / "bench_out" / "precision_stages.json")
     args = ap.parse_args()
