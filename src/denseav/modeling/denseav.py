@@ -14,6 +14,7 @@ from .audio_encoder import SAMPLE_RATE, AudioEncoder, AudioEncoderConfig
 from .image_encoder import ImageEncoder, ImageEncoderConfig
 from .layers import matmul_parameter_names
 from .similarity import Similarity
+from .transformer import Block
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,9 @@ class DenseAV(nn.Module):
     def dtype(self) -> torch.dtype:
         """The dtype of the transformers' matmul weights (norms, embeddings, activations between matmuls and the
         stages in layers.KEEP_FLOAT32 stay float32)."""
-        return self.audio_encoder.blocks[0].attn.qkv.weight.dtype
+        block = self.audio_encoder.blocks[0]
+        assert isinstance(block, Block)
+        return block.attn.qkv.weight.dtype
 
     @property
     def device(self) -> torch.device:
