@@ -37,7 +37,8 @@ from fullsize import DEFAULT_WEIGHTS_DIR, REPO, SEED, ensure_weights
 from variants import load_variant
 
 PROXY = REPO.parent / "shared" / "bench" / "reference_proxy.py"
-DEFAULT_REFERENCE_PYTHON = REPO.parent / "refvenv" / "bin" / "python"
+# ../refvenv beside the checkout; for a git worktree under a folder of worktrees, also one level further up
+REFERENCE_PYTHONS = [REPO.parent / "refvenv" / "bin" / "python", REPO.parent.parent / "refvenv" / "bin" / "python"]
 REFERENCE_HOWTO = (
     "create the reference environment outside the project:\n"
     "    python3 -m venv ../refvenv && ../refvenv/bin/pip install torch==2.13.0 'transformers==4.41.2'\n"
@@ -230,7 +231,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="comma-separated: float32, bfloat16, float16, int8 (benchmarks/variants.py)",
     )
     ap.add_argument("--audio-seconds", type=float, default=10.0)
-    ap.add_argument("--reference-python", type=Path, default=None, help=f"default {DEFAULT_REFERENCE_PYTHON}")
+    ap.add_argument(
+        "--reference-python",
+        type=Path,
+        default=None,
+        help="default: the first of ../refvenv, ../../refvenv that exists",
+    )
     ap.add_argument("--weights-dir", type=Path, default=DEFAULT_WEIGHTS_DIR)
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds before a cell's process is killed")
     ap.add_argument("--out", type=Path, default=REPO / "bench_out" / "bench.json")
@@ -246,9 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         worker(str(args.weights_dir), args.worker, args.runs, args.audio_seconds, args.json)
         return 0
-    args.reference_python = args.reference_python or DEFAULT_REFERENCE_PYTHON
-    if not Path(args.reference_python).is_file():
-        print(f"no reference python at {args.reference_python}; {REFERENCE_HOWTO}", file=sys.stderr)
+    found = [p for p in REFERENCE_PYTHONS if p.is_file()]
+    args.reference_python = args.reference_python or (found[0] if found else None)
+    if args.reference_python is None or not Path(args.reference_python).is_file():
+        where = args.reference_python or " or ".join(map(str, REFERENCE_PYTHONS))
+        print(f"no reference python at {where}; {REFERENCE_HOWTO}", file=sys.stderr)
         return 2
     ensure_weights(args.weights_dir)
     command = "python benchmarks/bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
