@@ -37,7 +37,10 @@ def default_manifest() -> Path:
 
 
 def ensure_weights(weights_dir: Path = DEFAULT_WEIGHTS_DIR, manifest_path: Path | None = None) -> Path:
-    """The full-size random-weight checkpoint folder, generated if missing or stale."""
+    """The full-size random-weight checkpoint folder, generated if missing or stale. A folder holding a checkpoint
+    that this module did not write (no bench_meta.json) is returned as it is."""
+    if (weights_dir / "model.safetensors").exists() and not (weights_dir / "bench_meta.json").exists():
+        return weights_dir  # a real checkpoint folder (not one this module wrote): use it, never overwrite it
     manifest = json.loads((manifest_path or default_manifest()).read_text())
     if not weights_complete(weights_dir, manifest):
         print(f"writing full-size random weights to {weights_dir} (once, ~1.4 GB)", flush=True)
