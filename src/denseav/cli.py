@@ -1,4 +1,4 @@
-"""The `denseav` command line (also `python -m denseav`): ground, video, models, download."""
+"""The `denseav` command line (also `python -m denseav`): ground, video, models, download, eval."""
 
 from __future__ import annotations
 
@@ -241,6 +241,11 @@ def _build_parser() -> _Parser:
     p.add_argument("name", metavar="NAME", help="registry name (see `denseav models`) or Hugging Face repo id")
     p.add_argument("--revision", metavar="REV", help="branch, tag or commit (default: the registry's)")
     p.set_defaults(func=_cmd_download)
+
+    # `denseav eval ...` lives in its own package; only its registration is here.
+    from .evaluation.cli import add_parsers as add_eval_parsers
+
+    add_eval_parsers(sub, {"model": model, "run": run})
     return parser
 
 
