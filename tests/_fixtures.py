@@ -1,4 +1,5 @@
-"""Where the shared test data lives: ../shared/fixtures beside the checkout (override: DENSEAV_FIXTURES)."""
+"""Where the shared test data lives: ../shared/fixtures beside the checkout (override: DENSEAV_FIXTURES), and the
+evaluation data ../shared/eval (override: DENSEAV_EVAL_DATA)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,17 @@ from pathlib import Path
 def fixtures_root() -> Path:
     env = os.environ.get("DENSEAV_FIXTURES")
     return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+
+def eval_root() -> Path:
+    env = os.environ.get("DENSEAV_EVAL_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "eval"
+
+
+def eval_cases() -> list[tuple[Path, Path]]:
+    """(expected/<model>.json, the parity fixture folder <model>) for every expected file whose model exists."""
+    found = sorted((eval_root() / "expected").glob("*.json"))
+    return [(e, fixtures_root() / "parity" / e.stem) for e in found if (fixtures_root() / "parity" / e.stem).is_dir()]
 
 
 def parity_dirs() -> list[Path]:
@@ -23,3 +35,4 @@ def key_manifests() -> list[Path]:
 
 PARITY_DIRS = parity_dirs()
 KEY_MANIFESTS = key_manifests()
+EVAL_CASES = eval_cases()
