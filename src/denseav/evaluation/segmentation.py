@@ -223,14 +223,16 @@ def upsample(grid_map: torch.Tensor, size: int = CROP_SIZE) -> torch.Tensor:
 # -------------------------------------------------------------------------------------------- scoring
 
 
-def _ground_truth(rows: Sequence[PromptedRow]) -> list[np.ndarray]:
-    """Per row: ``label == class id`` on the cropped 224 x 224 label map, as packed bits (each label read once)."""
-    out: list[np.ndarray] = [np.empty(0, np.uint8)] * len(rows)
-    for label in dict.fromkeys(r.label for r in rows):
-        classes = decode_ade_labels(load_label_image(label), label)
-        for i, r in enumerate(rows):
-            if r.label == label:
-                out[i] = np.packbits(classes.reshape(-1) == r.class_id)
+def _ground_truth(rows: Sequence[PromptedRow]) -> dict[int, np.ndarray]:
+    """CSV row -> ``label == class id`` on the cropped 224 x 224 label map, as packed bits (each label read once).
+    Made before any encoding, so a bad label map fails the run at once."""
+    by_label: dict[Path, list[PromptedRow]] = {}
+    for r in rows:
+        by_label.setdefault(r.label, []).append(r)
+    out = {}
+    for label, members in by_label.items():
+        classes = decode_ade_labels(load_label_image(label), label).reshape(-1)
+        out.update({r.csv_row: np.packbits(classes == r.class_id) for r in members})
     return out
 
 
@@ -264,9 +266,11 @@ def _items(kind: str, raw: _RawSet, basic: torch.Tensor, truth: list[np.ndarray]
     return out
 
 
-def _score_set(kind: str, raw: _RawSet, names: dict[int, str], notes: list[str]) -> PromptSetResult:
+def _score_set(
+    kind: str, raw: _RawSet, all_truth: dict[int, np.ndarray], names: dict[int, str], notes: list[str]
+) -> PromptSetResult:
     norm = {name: _normalise(torch.stack(maps)) for name, maps in raw.maps.items()}
-    truth = _ground_truth(raw.rows)
+    truth = [all_truth[r.csv_row] for r in raw.rows]
     classes = []
     for class_id in sorted({r.class_id for r in raw.rows}):
         members = [i for i, r in enumerate(raw.rows) if r.class_id == class_id]
@@ -311,11 +315,12 @@ def run_segmentation(
     for k in kinds:
         if not any(k in r.audio for r in rows):
             raise InputError(f"{Path(root) / 'prompted_segmentation.csv'}: no row has a {k} prompt ({PROMPT_KINDS[k]})")
+    truth = _ground_truth([r for r in rows if any(k in r.audio for k in kinds)])
     notes: list[str] = []
     with torch.inference_mode():
         raw = _raw_maps(model, rows, kinds, encoder or LocalEncoder(model, progress=progress), notes)
     names = {r.class_id: r.class_name for r in rows}
-    sets = {k: _score_set(k, raw[k], names, notes) for k in kinds}
+    sets = {k: _score_set(k, raw[k], truth, names, notes) for k in kinds}
     dis = None
     if len(kinds) == 2 and model.config.num_heads == 2:
         dis = disentanglement(torch.stack(raw["speech"].scores), torch.stack(raw["sound"].scores))
