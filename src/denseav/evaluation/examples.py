@@ -56,14 +56,16 @@ def _panels(item: SegmentationItem, grid_map: torch.Tensor) -> list[np.ndarray]:
     return [rgb, over, gt.astype(np.uint8)]
 
 
-def _row_caption(tag: str, item: SegmentationItem) -> str:
+def _row_caption(rank: int, n: int, item: SegmentationItem) -> str:
     ap = "n/a" if item.basic_ap is None else f"{item.basic_ap:.3f}"
-    return f"{tag}  CSV row {item.csv_row}  {item.image.name} + {item.audio.name}  item AP {ap}"
+    return f"#{rank}/{n}  item AP {ap}  CSV row {item.csv_row}: {item.image.name} + {item.audio.name}"
 
 
 def _colour_scale(sheet: Image.Image, draw: ImageDraw.ImageDraw, font: _Font, *, x: int, y: int) -> None:
     """A small 0 -> 1 ramp so the heatmap colours can be read as values."""
     ramp = _colourise(np.tile(np.linspace(0, 1, 48, dtype=np.float32), (8, 1)))
+    label = "heatmap scale"
+    draw.text((x - 20 - int(font.getbbox(label)[2]), y - 4), label, fill=(80, 80, 80), font=font)
     draw.text((x - 10, y - 4), "0", fill=(80, 80, 80), font=font)
     sheet.paste(Image.fromarray(ramp), (x, y))
     draw.text((x + 52, y - 4), "1", fill=(80, 80, 80), font=font)
@@ -79,7 +81,7 @@ def _grid(title: str, rows: list[tuple[str, list[np.ndarray]]]) -> Image.Image:
     draw.text((_PAD, 4), title, fill=(0, 0, 0), font=_font(_FONT_SIZE + 2))
     for c, name in enumerate(cols):
         draw.text((_PAD + c * (CROP_SIZE + _PAD), _CAPTION + 2), name, fill=(80, 80, 80), font=font)
-    _colour_scale(sheet, draw, font, x=2 * (CROP_SIZE + _PAD) - 70, y=_CAPTION + 6)
+    _colour_scale(sheet, draw, font, x=width - 80, y=8)  # in the title line's right end
     y = 2 * _CAPTION + _PAD
     for caption, panels in rows:
         draw.text((_PAD, y + 3), caption, fill=(0, 0, 0), font=font)
@@ -90,16 +92,14 @@ def _grid(title: str, rows: list[tuple[str, list[np.ndarray]]]) -> Image.Image:
 
 
 def _class_rows(s: PromptSetResult, class_id: int, per_side: int) -> list[tuple[str, list[np.ndarray]]]:
+    """The ``per_side`` best and worst items of the class by their own AP (all of them when that is fewer)."""
     members = [i for i in s.items if i.class_id == class_id]
     ranked = sorted(members, key=lambda i: -1.0 if i.basic_ap is None else i.basic_ap, reverse=True)
-    best = ranked[:per_side]
-    worst = [i for i in ranked[::-1][:per_side] if i not in best]
+    picked = list(enumerate(ranked, 1))
+    if len(picked) > 2 * per_side:
+        picked = picked[:per_side] + picked[-per_side:]
     maps = s.maps["basic"]
-    return [
-        (_row_caption(tag, i), _panels(i, maps[i.index]))
-        for tag, group in (("best", best), ("worst", worst))
-        for i in group
-    ]
+    return [(_row_caption(rank, len(ranked), i), _panels(i, maps[i.index])) for rank, i in picked]
 
 
 def write_examples(result: SegmentationResult, folder: str | os.PathLike[str], *, per_side: int = 3) -> list[Path]:
