@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..api import ModelLike, get_model
+from ..api import DeviceLike, ModelLike, get_model
 from ..build import DTypeLike
 from ..modeling import DenseAV
 from ..pretrained import DEFAULT_MODEL
@@ -30,7 +30,7 @@ def evaluate_segmentation(
     encoder: FeatureEncoder | None = None,
     batch_size: int = 8,
     revision: str | None = None,
-    device: str | None = None,
+    device: DeviceLike = None,
     dtype: DTypeLike = None,
     progress: bool = True,
 ) -> SegmentationResult:
@@ -58,7 +58,7 @@ def evaluate_retrieval(
     encoder: FeatureEncoder | None = None,
     batch_size: int = 8,
     revision: str | None = None,
-    device: str | None = None,
+    device: DeviceLike = None,
     dtype: DTypeLike = None,
     progress: bool = True,
 ) -> RetrievalResult:

@@ -39,16 +39,6 @@ class FeatureEncoder(Protocol):
     def encode_clips(self, paths: Sequence[Path]) -> Iterator[ClipFeatures]: ...
 
 
-def _split_image(feats: ImageFeatures, i: int) -> ImageFeatures:
-    cls = None if feats.cls is None else feats.cls[i : i + 1]
-    return ImageFeatures(feats.features[i : i + 1], cls, feats.grid)
-
-
-def _split_audio(feats: AudioFeatures, i: int) -> AudioFeatures:
-    cls = None if feats.cls is None else feats.cls[i : i + 1]
-    return AudioFeatures(feats.features[i : i + 1], cls, feats.mask[i : i + 1])
-
-
 class LocalEncoder:
     """Encode in this process, ``batch_size`` files per model call, with an optional progress bar."""
 
@@ -68,7 +58,7 @@ class LocalEncoder:
             with torch.inference_mode():
                 feats = self.model.encode_image(pixels)
             bar.update(len(batch))  # before handing items out: a consumer may stop after the last one
-            yield from (_split_image(feats, i) for i in range(len(batch)))
+            yield from feats.unbind()
 
     def encode_clips(self, paths: Sequence[Path]) -> Iterator[ClipFeatures]:
         for batch, bar in self._batches(paths, "clips"):
@@ -78,4 +68,4 @@ class LocalEncoder:
             with torch.inference_mode():
                 feats = self.model.encode_audio(waveforms, sample_mask=masks)
             bar.update(len(batch))
-            yield from (ClipFeatures(_split_audio(feats, i), c.length) for i, c in enumerate(clips))
+            yield from (ClipFeatures(f, c.length) for f, c in zip(feats.unbind(), clips))
