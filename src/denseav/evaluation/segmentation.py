@@ -172,20 +172,10 @@ def _short_clip_note(kind: str, row: PromptedRow, clip: ClipFeatures) -> str | N
     return None
 
 
-def _raw_maps(
-    model: DenseAV, rows: Sequence[PromptedRow], kinds: Sequence[str], encoder: FeatureEncoder, notes: list[str]
-) -> dict[str, _RawSet]:
-    """Encode every distinct clip and image once; compute each item's raw maps, image by image."""
-    sets = {k: _RawSet([r for r in rows if k in r.audio], {}, [], [], []) for k in kinds}
-    clip_paths = sorted({r.audio[k] for k, s in sets.items() for r in s.rows})
-    clips = dict(zip(clip_paths, encoder.encode_clips(clip_paths)))
-    by_image: dict[Path, list[tuple[str, int, PromptedRow]]] = {}
+def _windows(sets: dict[str, _RawSet], clips: dict[Path, ClipFeatures], notes: list[str]) -> None:
+    """Check every item's clip and fix its advanced window (speech), before any image is encoded."""
     for kind, s in sets.items():
-        for i, row in enumerate(s.rows):
-            by_image.setdefault(row.image, []).append((kind, i, row))
-    computed: dict[tuple[str, int], tuple] = {}
-    for path, image in zip(by_image, encoder.encode_images(list(by_image))):
-        for kind, i, row in by_image[path]:
+        for row in s.rows:
             clip = clips[row.audio[kind]]
             note = _short_clip_note(kind, row, clip)
             if note:
@@ -194,16 +184,34 @@ def _raw_maps(
             if kind == "speech" and row.timing is not None:
                 lo, hi = prompt_window(row.timing, clip.features.mask.shape[1], AUDIO_SAMPLES / SAMPLE_RATE)
                 window = _check_window(row, lo, hi, clip, notes)
-            computed[kind, i] = (*_item_maps(model, image, clip, window), int(clip.features.mask.sum()), window)
+            s.windows.append(window)
+            s.steps.append(int(clip.features.mask.sum()))
+
+
+def _raw_maps(
+    model: DenseAV, rows: Sequence[PromptedRow], kinds: Sequence[str], encoder: FeatureEncoder, notes: list[str]
+) -> dict[str, _RawSet]:
+    """Encode every distinct clip and image once; compute each item's raw maps, image by image."""
+    sets = {k: _RawSet([r for r in rows if k in r.audio], {}, [], [], []) for k in kinds}
+    clip_paths = sorted({r.audio[k] for k, s in sets.items() for r in s.rows})
+    clips = dict(zip(clip_paths, encoder.encode_clips(clip_paths)))
+    _windows(sets, clips, notes)
+    by_image: dict[Path, list[tuple[str, int]]] = {}
     for kind, s in sets.items():
-        for i in range(len(s.rows)):
-            basic, advanced, per_head, steps, window = computed[kind, i]
+        for i, row in enumerate(s.rows):
+            by_image.setdefault(row.image, []).append((kind, i))
+    computed: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]] = {}
+    for path, image in zip(by_image, encoder.encode_images(list(by_image))):
+        for kind, i in by_image[path]:
+            s = sets[kind]
+            computed[kind, i] = _item_maps(model, image, clips[s.rows[i].audio[kind]], s.windows[i])
+    for kind, s in sets.items():
+        for i in range(len(s.rows)):  # in CSV order, whatever order the images came in
+            basic, advanced, per_head = computed[kind, i]
             s.maps.setdefault("basic", []).append(basic)
             if advanced is not None:
                 s.maps.setdefault("advanced", []).append(advanced)
             s.scores.append(per_head)
-            s.steps.append(steps)
-            s.windows.append(window)
     return sets
 
 
