@@ -275,3 +275,19 @@ def test_audio_of_any_rate_is_brought_to_the_window(tmp_path: Path):
     # The whole padded vector is normalised, padding included.
     assert float(a.waveform.double().mean()) == pytest.approx(0.0, abs=1e-6)
     assert float(a.waveform[-1]) != 0.0
+
+
+@needs_model
+def test_retrieval_scores_do_not_depend_on_image_chunking(tmp_path: Path):
+    from denseav.evaluation.retrieval import run_retrieval
+
+    pairs = make_pairs(tmp_path, {"speech": 3, "sound": 2})
+    # A shared image: pairs 0 and 2 of the speech set show the same picture (encoded once, two columns).
+    pairs.write_text(pairs.read_text().replace("media/speech_2.jpg", "media/speech_0.jpg"))
+    model = _any_model()
+    whole = run_retrieval(pairs, model, progress=False)
+    one_by_one = run_retrieval(pairs, model, image_chunk=1, progress=False)
+    for name, s in whole.sets.items():
+        torch.testing.assert_close(one_by_one.sets[name].scores_per_head, s.scores_per_head, atol=1e-5, rtol=1e-6)
+    speech = whole.sets["speech"].scores
+    torch.testing.assert_close(speech[:, 0], speech[:, 2])

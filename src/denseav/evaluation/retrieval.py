@@ -8,8 +8,9 @@ set in CSV order. Head disentanglement uses the paired per-head scores of the sp
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,17 +75,44 @@ def _stack_images(images: Sequence[ImageFeatures]) -> ImageFeatures:
     return ImageFeatures(torch.cat([i.features for i in images]), cls, images[0].grid)
 
 
-def pairwise_scores(
-    model: DenseAV, clips: Sequence[AudioFeatures], images: Sequence[ImageFeatures], *, image_chunk: int = 64
-) -> torch.Tensor:
-    """[audio, image, head] per-head scores of every clip against every image (chunks of images per call)."""
+def _select(images: ImageFeatures, index: list[int]) -> ImageFeatures:
+    cls = None if images.cls is None else images.cls[index]
+    return ImageFeatures(images.features[index], cls, images.grid)
+
+
+def pairwise_scores(model: DenseAV, clips: Sequence[AudioFeatures], images: ImageFeatures) -> torch.Tensor:
+    """[audio, image, head] per-head scores (the model's aggregate) of every clip against a batch of images."""
     out = torch.empty(len(clips), len(images), model.config.num_heads)
-    for start in range(0, len(images), image_chunk):
-        chunk = _stack_images(images[start : start + image_chunk])
-        for a, clip in enumerate(clips):
-            sims = model(chunk, clip)  # [V, K, T, h, w]: one clip broadcast over the chunk's images
-            mask = clip.mask.expand(len(chunk), -1)
-            out[a, start : start + len(chunk)] = model.similarity.score(sims.flatten(-2), mask, per_head=True)
+    for a, clip in enumerate(clips):
+        sims = model(images, clip)  # [V, K, T, h, w]: one clip broadcast over the batch of images
+        out[a] = model.similarity.score(sims.flatten(-2), clip.mask.expand(len(images), -1), per_head=True)
+    return out
+
+
+def _score_sets(
+    model: DenseAV,
+    by_set: dict[str, list[RetrievalPair]],
+    clips: dict[Path, AudioFeatures],
+    images: Iterable[tuple[Path, ImageFeatures]],
+    image_chunk: int,
+) -> dict[str, torch.Tensor]:
+    """[audio, image, head] scores per set. Images arrive as a stream and are scored a chunk at a time against
+    every clip of every set that uses them, so only the clips' features and one chunk of images are held."""
+    out = {name: torch.empty(len(m), len(m), model.config.num_heads) for name, m in by_set.items()}
+    columns: dict[str, dict[Path, list[int]]] = {name: {} for name in by_set}
+    for name, members in by_set.items():
+        for j, pair in enumerate(members):
+            columns[name].setdefault(pair.image, []).append(j)
+    stream = iter(images)
+    while chunk := list(itertools.islice(stream, image_chunk)):
+        stacked = _stack_images([f for _, f in chunk])
+        for name, members in by_set.items():
+            used = [(i, j) for i, (path, _) in enumerate(chunk) for j in columns[name].get(path, [])]
+            if used:
+                scores = pairwise_scores(
+                    model, [clips[p.audio] for p in members], _select(stacked, [i for i, _ in used])
+                )
+                out[name][:, [j for _, j in used]] = scores
     return out
 
 
@@ -117,9 +145,13 @@ def run_retrieval(
     *,
     disentangle: bool | None = None,
     encoder: FeatureEncoder | None = None,
+    image_chunk: int = 64,
     progress: bool = True,
 ) -> RetrievalResult:
-    """Recalls per set; disentanglement when asked (``True``), or by default when possible (two heads, both sets)."""
+    """Recalls per set; disentanglement when asked (``True``), or by default when possible (two heads, both sets).
+
+    Every distinct clip and image is encoded once; the clips' features are held and the images streamed through
+    in chunks of ``image_chunk``."""
     pairs = read_pairs(pairs_csv)
     by_set = {k: [p for p in pairs if p.set == k] for k in PROMPT_KINDS if any(p.set == k for p in pairs)}
     do_dis = _check_disentangle(disentangle, model, by_set)
@@ -128,12 +160,12 @@ def run_retrieval(
     clip_paths = list(dict.fromkeys(p.audio for p in pairs))
     notes: list[str] = []
     with torch.inference_mode():
-        images = dict(zip(image_paths, encoder.encode_images(image_paths)))
         clips = dict(zip(clip_paths, (c.features for c in encoder.encode_clips(clip_paths))))
-        sets = {}
-        for name, members in by_set.items():
-            per_head = pairwise_scores(model, [clips[p.audio] for p in members], [images[p.image] for p in members])
-            sets[name] = RetrievalSetResult(name, members, _recalls(name, per_head.sum(-1), notes), per_head)
+        scores = _score_sets(model, by_set, clips, zip(image_paths, encoder.encode_images(image_paths)), image_chunk)
+    sets = {
+        name: RetrievalSetResult(name, members, _recalls(name, scores[name].sum(-1), notes), scores[name])
+        for name, members in by_set.items()
+    }
     dis = None
     if do_dis:
         dis = disentanglement(sets["speech"].paired_per_head, sets["sound"].paired_per_head)
