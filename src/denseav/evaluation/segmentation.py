@@ -5,8 +5,9 @@ the valid audio steps ("basic") or over the prompt word's steps widened by 0.2 s
 speech only). The maps of the whole set are then normalised together to [0, 1], upsampled from the patch grid to
 224 x 224 and scored per class with all pixels of the class's items pooled: average precision and best IoU.
 
-Memory: only the patch-grid maps (28 x 28 for the published models) of all items are held, and the ground truth
-as packed bits (1 bit per label pixel). The set-wide minimum and maximum come from those small maps; the
+Memory: the clips' features are held and the images streamed through the model one batch at a time; of the
+items only the patch-grid maps (28 x 28 for the published models) are kept, and the ground truth as packed bits
+(1 bit per label pixel). The set-wide minimum and maximum come from those small maps; the
 224 x 224 maps are then made one item at a time and streamed into :func:`.metrics.pooled_metrics`, which is exact
 and holds at most a fixed number of pooled scores (the whole class when it fits, else runs of histogram bins).
 """
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from ..audio import SAMPLE_RATE
 from ..errors import InputError
 from ..modeling import DenseAV, ImageFeatures
-from .data import PROMPT_KINDS, PromptedRow, decode_ade_labels, read_prompted
+from .data import PROMPT_KINDS, PROMPTED_CSV, PromptedRow, decode_ade_labels, read_prompted
 from .encoding import ClipFeatures, FeatureEncoder, LocalEncoder
 from .metrics import Disentanglement, ScoreStream, average_precision, disentanglement, pooled_metrics
 from .preprocess import AUDIO_SAMPLES, CROP_SIZE, MIN_MASK_FRACTION, load_label_image
@@ -274,37 +275,43 @@ def _items(kind: str, raw: _RawSet, basic: torch.Tensor, truth: list[np.ndarray]
     return out
 
 
+def _score_class(
+    class_id: int, name: str, norm: dict[str, torch.Tensor], truth: list[np.ndarray], members: list[int]
+) -> ClassResult:
+    """Pooled AP and best IoU of one class for each map kind; both undefined (None) without a positive pixel."""
+    values: dict[str, float | None] = {}
+    positives = 0
+    for kind, maps in norm.items():
+        pooled = pooled_metrics(_stream(maps, truth, members))
+        positives = pooled.positives
+        values[f"{kind}_ap"] = pooled.ap
+        values[f"{kind}_iou"] = None if pooled.ap is None else pooled.iou
+    return ClassResult(class_id, name, len(members), positives, **values)
+
+
 def _score_set(
     kind: str, raw: _RawSet, all_truth: dict[int, np.ndarray], names: dict[int, str], notes: list[str]
 ) -> PromptSetResult:
-    norm = {name: _normalise(torch.stack(maps)) for name, maps in raw.maps.items()}
+    normalised = {name: _normalise(torch.stack(maps)) for name, maps in raw.maps.items()}
+    norm = {name: maps for name, (maps, _) in normalised.items()}
     truth = [all_truth[r.csv_row] for r in raw.rows]
     classes = []
     for class_id in sorted({r.class_id for r in raw.rows}):
         members = [i for i, r in enumerate(raw.rows) if r.class_id == class_id]
-        values: dict[str, float | None] = {}
-        positives = 0
-        for name, (maps, _) in norm.items():
-            pooled = pooled_metrics(_stream(maps, truth, members))
-            positives = pooled.positives
-            undefined = pooled.ap is None
-            values[f"{name}_ap"] = pooled.ap
-            values[f"{name}_iou"] = None if undefined else pooled.iou
-        if positives == 0:
+        classes.append(_score_class(class_id, names.get(class_id, ""), norm, truth, members))
+        if classes[-1].positive_pixels == 0:
             notes.append(
                 f"{kind}: class {class_id} has no positive pixel in any of its {len(members)} image(s); "
                 "its AP and IoU are undefined and left out of the means"
             )
-        classes.append(ClassResult(class_id, names.get(class_id, ""), len(members), positives, **values))
-    items = _items(kind, raw, norm["basic"][0], truth)
     metrics = {
         f"{name}_{what}": _mean([getattr(c, f"{name}_{what}") for c in classes])
         for name in norm
         for what in ("ap", "iou")
     }
-    return PromptSetResult(
-        kind, metrics, classes, items, {k: v[1] for k, v in norm.items()}, {k: v[0] for k, v in norm.items()}
-    )
+    items = _items(kind, raw, norm["basic"], truth)
+    ranges = {name: lo_hi for name, (_, lo_hi) in normalised.items()}
+    return PromptSetResult(kind, metrics, classes, items, ranges, norm)
 
 
 def run_segmentation(
@@ -322,7 +329,7 @@ def run_segmentation(
     rows = read_prompted(root)
     for k in kinds:
         if not any(k in r.audio for r in rows):
-            raise InputError(f"{Path(root) / 'prompted_segmentation.csv'}: no row has a {k} prompt ({PROMPT_KINDS[k]})")
+            raise InputError(f"{Path(root) / PROMPTED_CSV}: no row has a {k} prompt ({PROMPT_KINDS[k]})")
     truth = _ground_truth([r for r in rows if any(k in r.audio for k in kinds)])
     notes: list[str] = []
     with torch.inference_mode():
