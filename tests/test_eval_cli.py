@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 
 from _eval_data import Row, make_pairs, make_prompted, write_csv
-from _fixtures import PARITY_DIRS, fixtures_root
+from _fixtures import MISSING, PARITY_DIRS
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not PARITY_DIRS, reason=f"no parity fixture models under {fixtures_root()}"),
+    pytest.mark.skipif(not PARITY_DIRS, reason=MISSING),
 ]
 BOX = (20, 16, 60, 48)
 

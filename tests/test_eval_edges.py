@@ -17,7 +17,7 @@ from PIL import Image
 
 import denseav
 from _eval_data import Row, make_pairs, make_prompted, write_csv, write_wav
-from _fixtures import PARITY_DIRS, fixtures_root
+from _fixtures import MISSING, PARITY_DIRS
 from denseav.audio import SAMPLE_RATE
 from denseav.errors import InputError
 from denseav.evaluation import FeatureEncoder, LocalEncoder, evaluate_retrieval, evaluate_segmentation
@@ -26,7 +26,7 @@ from denseav.evaluation.metrics import average_precision, best_iou, disentanglem
 from denseav.evaluation.preprocess import AUDIO_SAMPLES
 from denseav.evaluation.segmentation import prompt_window
 
-needs_model = pytest.mark.skipif(not PARITY_DIRS, reason=f"no parity fixture models under {fixtures_root()}")
+needs_model = pytest.mark.skipif(not PARITY_DIRS, reason=MISSING)
 
 
 @cache

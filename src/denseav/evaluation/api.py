@@ -7,7 +7,6 @@ from pathlib import Path
 
 from ..api import DeviceLike, ModelLike, get_model
 from ..build import DTypeLike
-from ..modeling import DenseAV
 from ..pretrained import DEFAULT_MODEL
 from .data import PROMPTED_CSV
 from .encoding import FeatureEncoder, LocalEncoder
@@ -16,10 +15,6 @@ from .retrieval import RetrievalResult, run_retrieval
 from .segmentation import SegmentationResult, run_segmentation
 
 __all__ = ["evaluate_retrieval", "evaluate_segmentation"]
-
-
-def _source(model: ModelLike) -> str | os.PathLike[str] | None:
-    return None if isinstance(model, DenseAV) else model
 
 
 def evaluate_segmentation(
@@ -46,7 +41,7 @@ def evaluate_segmentation(
     result = run_segmentation(root, net, prompts=prompts, encoder=encoder, progress=progress)
     files = [Path(root) / PROMPTED_CSV]
     files += [p for s in result.sets.values() for i in s.items for p in (i.image, i.label, i.audio)]
-    result.provenance = make_provenance(net, _source(model), Path(root), files)
+    result.provenance = make_provenance(net, Path(root), files)
     return result
 
 
@@ -71,5 +66,5 @@ def evaluate_retrieval(
     encoder = encoder or LocalEncoder(net, batch_size=batch_size, progress=progress)
     result = run_retrieval(pairs_csv, net, disentangle=disentangle, encoder=encoder, progress=progress)
     files = [Path(pairs_csv)] + [p for s in result.sets.values() for pair in s.pairs for p in (pair.image, pair.audio)]
-    result.provenance = make_provenance(net, _source(model), Path(pairs_csv), files)
+    result.provenance = make_provenance(net, Path(pairs_csv), files)
     return result

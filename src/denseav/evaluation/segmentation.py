@@ -151,7 +151,7 @@ def _item_maps(
     audio = clip.features
     sims = model(image, audio)  # [1, K, T, h, w]; masked steps hold 0 (plus the cls term for cls models)
     per_head = model.similarity.score(sims.flatten(-2), audio.mask, per_head=True)[0]
-    s = model.similarity.combine_heads(sims)[0]  # [T, h, w], element-wise max over heads
+    s = sims[0].amax(dim=0)  # [T, h, w]: heads combined by an element-wise max, as the original heatmaps
     m = audio.mask[0].to(s.dtype)
     basic = (s * m[:, None, None]).sum(0) / m.sum()
     advanced = None if window is None else s[window[0] : window[1]].sum(0) / (window[1] - window[0])
