@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
+
 from ..modeling import AudioFeatures, DenseAV, ImageFeatures
 from ..progress import Progress, progress
 from .preprocess import load_audio, load_image
