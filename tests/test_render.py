@@ -11,7 +11,7 @@ from PIL import Image
 
 import denseav
 from _fixtures import PARITY_DIRS
-from denseav.errors import InputError
+from denseav.errors import InputError, OutputError
 from denseav.image import preprocess_image
 from denseav.render import HEAD_COLORS, display_range, head_colors, overlay, save_png, time_strip
 from denseav.result import Grounding
@@ -76,14 +76,14 @@ def test_single_peak_lands_on_the_right_pixel(size):
     g = synthetic(width, height, spots)
     hr, wr = g.geometry.resized_size
     tol_x, tol_y = 8 * width / wr + 1.5, 8 * height / hr + 1.5  # one patch, in original pixels
-    for time in ("mean", "max", 2, 0.5):
-        picture = overlay(g, time=time, legend=False)
+    for when in ({"time": "mean"}, {"time": "max"}, {"step": 2}, {"time": 0.5}):
+        picture = overlay(g, legend=False, **when)
         assert picture.size == (width, height)
         for k, name in enumerate(g.head_names):
             strength = colour_strength(picture, HEAD_COLORS[name])
             y, x = np.unravel_index(np.argmax(strength), strength.shape)
             ex, ey = expected_pixel(g, *spots[k])
-            assert abs(x + 0.5 - ex) <= tol_x and abs(y + 0.5 - ey) <= tol_y, (size, time, name, (x, y), (ex, ey))
+            assert abs(x + 0.5 - ex) <= tol_x and abs(y + 0.5 - ey) <= tol_y, (size, when, name, (x, y), (ex, ey))
             assert strength.max() > 20  # clearly coloured at the peak
         # Far from both peaks the image is untouched.
         corner = np.asarray(picture)[-1, 0] if spots[1][1] > 1 else np.asarray(picture)[0, -1]
@@ -104,8 +104,8 @@ def test_one_head_alone_and_winner_take_all():
 def test_normalisation_is_over_the_whole_clip():
     g = synthetic(160, 120, [(5, 5)], names=("sound",))
     ex, ey = expected_pixel(g, 5, 5)
-    quiet = colour_strength(overlay(g, time=0, legend=False), HEAD_COLORS["sound"])[int(ey), int(ex)]
-    loud = colour_strength(overlay(g, time=5, legend=False), HEAD_COLORS["sound"])[int(ey), int(ex)]
+    quiet = colour_strength(overlay(g, step=0, legend=False), HEAD_COLORS["sound"])[int(ey), int(ex)]
+    loud = colour_strength(overlay(g, step=5, legend=False), HEAD_COLORS["sound"])[int(ey), int(ex)]
     assert loud > quiet > 0  # the quiet moment is not stretched to full colour
     rng = display_range(g.heatmaps)
     assert rng[0, 0] == 0 and rng[0, 1] == 10  # clamped at 0, max over every step and pixel
@@ -126,9 +126,9 @@ def test_colours_and_legend():
 
 def test_time_strip_and_png(tmp_path):
     g = synthetic(301, 250, [(4, 5), (20, 30)])
-    strip = time_strip(g, width=500, marker=2)
+    strip = time_strip(g, width=500, marker=0.5)
     assert strip.width == 500 and strip.height >= 140
-    path = save_png(g, tmp_path / "out.png", time=3)
+    path = save_png(g, tmp_path / "out.png", step=3)
     with Image.open(path) as im:
         assert im.format == "PNG"
         assert im.width == 480  # scaled up to the documented minimum width
@@ -143,12 +143,14 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(InputError, match="time"):
         overlay(g, time="median")
     with pytest.raises(InputError, match="out of range"):
+        overlay(g, step=99)
+    with pytest.raises(InputError, match="outside the clip"):
         overlay(g, time=99)
     with pytest.raises(InputError, match="no head"):
         overlay(g, heads=["language"])
     with pytest.raises(InputError, match="alpha"):
         overlay(g, alpha=2)
-    with pytest.raises(InputError, match=".png"):
+    with pytest.raises(OutputError, match=".png"):
         save_png(g, tmp_path / "out.jpg")
     no_image = synthetic(64, 64, [(2, 2)], names=("sound",))
     no_image.image = None
@@ -160,7 +162,7 @@ def test_bad_arguments(tmp_path):
 def test_fixture_models_render(folder, tmp_path):
     model = denseav.load(folder)
     g = denseav.ground(folder / "image.png", folder / "audio.wav", model=model)
-    path = save_png(g, tmp_path / "fixture.png", time=len(g.times) // 2)
+    path = save_png(g, tmp_path / "fixture.png", step=len(g.times) // 2)
     with Image.open(path) as im:
         assert im.mode == "RGB" and im.width >= 480
     assert overlay(g).size == tuple(reversed(g.geometry.original_size))

@@ -13,7 +13,7 @@ import torch
 import denseav
 from _fixtures import PARITY_DIRS
 from _media import make_clip, probe
-from denseav.errors import InputError
+from denseav.errors import InputError, OutputError
 from denseav.render import render_video
 from denseav.video import DEFAULT_MAX_FPS, VideoGrounding, ground_video
 
@@ -180,9 +180,9 @@ def test_video_without_audio_is_a_clear_error(model, tmp_path):
 def test_render_refuses_bad_outputs(grounded, clip, tmp_path):
     with pytest.raises(InputError, match="layout"):
         render_video(grounded, clip, tmp_path / "x.mp4", layout="grid", progress=False)
-    with pytest.raises(InputError, match="is the input"):
+    with pytest.raises(OutputError, match="is also an input"):
         render_video(grounded, clip, clip, progress=False)
-    with pytest.raises(InputError, match=r"\.mp4"):
+    with pytest.raises(OutputError, match=r"\.mp4"):
         render_video(grounded, clip, tmp_path / "x.gif", progress=False)
 
 

@@ -345,7 +345,8 @@ def _cmd_ground(args: argparse.Namespace) -> int:
 
 
 def _cmd_video(args: argparse.Namespace) -> int:
-    from .render import render_video, video_encoder
+    from .media import video_encoder
+    from .render import render_video
     from .video import ground_video
 
     output = args.output or f"{Path(args.input).stem}_denseav.mp4"
