@@ -60,7 +60,7 @@ def resized_rgb(rgb: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
         return rgb.permute(1, 2, 0).contiguous().numpy()
     h, w = size
     planes = [
-        Image.fromarray(rgb[c].contiguous().numpy()).resize((w, h), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        Image.fromarray(rgb[c].contiguous().numpy()).resize((w, h), Image.Resampling.LANCZOS, reducing_gap=2.0)
         for c in range(3)
     ]
     return np.asarray(Image.merge("RGB", planes))
