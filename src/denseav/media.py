@@ -116,9 +116,12 @@ def probe_media(path: str | os.PathLike[str]) -> MediaProbe:
         if v is not None:
             rate = Fraction(v.average_rate or v.guessed_rate or 0) or None
             duration = _seconds(v.duration, v.time_base)
-            for frame in c.decode(v):  # the display matrix rides on decoded frames
-                rotation = int(frame.rotation or 0)
-                break
+            try:
+                for frame in c.decode(v):  # the display matrix rides on decoded frames
+                    rotation = int(frame.rotation or 0)
+                    break
+            except av.error.FFmpegError:
+                pass  # undecodable frames are reported, with the path, when the frames are read
         if not duration and c.duration:
             duration = c.duration / 1_000_000
         return MediaProbe(

@@ -39,7 +39,7 @@ import torch
 
 from .api import EncodedAudio, ModelLike, encode_audio, get_model, ground
 from .build import DTypeLike
-from .errors import InputError, InputFileNotFoundError
+from .errors import InputError
 from .image import DEFAULT_IMAGE_SIZE, ImageGeometry, maps_to_original, preprocess_image
 from .media import MediaProbe, check_input_file, decode_frame, iter_display_frames, probe_media, progress_bar
 from .modeling import AudioFeatures, DenseAV
@@ -50,7 +50,6 @@ __all__ = [
     "DEFAULT_MAX_FPS",
     "DEFAULT_MAX_FRAMES",
     "FrameSampler",
-    "VideoFileNotFoundError",
     "VideoGrounding",
     "VideoInfo",
     "ground_video",
@@ -61,9 +60,6 @@ DEFAULT_MAX_FPS = 5.0
 DEFAULT_MAX_FRAMES = 600
 # A frame this close (seconds) outside the sound track still counts as inside: float rounding of the clip's end.
 _SOUND_SLACK = 1e-6
-
-# The old name of the missing-file error, kept so `except VideoFileNotFoundError` goes on working.
-VideoFileNotFoundError = InputFileNotFoundError
 
 
 def within_sound(seconds: float, audio_duration: float) -> bool:
@@ -368,6 +364,24 @@ def _check_counts(batch_size: object, max_frames: object) -> None:
         raise InputError(f"max_frames must be a positive integer or None (no cap), got {max_frames!r}")
 
 
+def _source_info(
+    p: Path, info: MediaProbe, size: tuple[int, int], frames: int, span: float, duration: float
+) -> VideoInfo:
+    """The source's properties once every frame was decoded: `span` seconds from the first frame to the last."""
+    source_fps = info.fps or (frames / duration if duration else 0.0)
+    return VideoInfo(
+        path=str(p),
+        width=size[1],
+        height=size[0],
+        fps=float(source_fps),
+        frame_count=frames,
+        duration=span + (1.0 / source_fps if source_fps else 0.0),
+        rotation=info.rotation,
+        video_start=info.video_start,
+        audio_start=info.audio_start,
+    )
+
+
 def ground_video(
     path: str | os.PathLike[str],
     *,
@@ -416,19 +430,7 @@ def ground_video(
             if frame.rgb is not None:
                 frames.add(p, frame.index, frame.time, frame.rgb)
         geometry, raw, smooth = frames.finish(p)
-    source_fps = info.fps or (count / duration if duration else 0.0)
-    h0, w0 = geometry.original_size
-    source = VideoInfo(
-        path=str(p),
-        width=w0,
-        height=h0,
-        fps=float(source_fps),
-        frame_count=count,
-        duration=(last_time - (sampler.first_time or 0.0)) + (1.0 / source_fps if source_fps else 0.0),
-        rotation=info.rotation,
-        video_start=info.video_start,
-        audio_start=info.audio_start,
-    )
+    source = _source_info(p, info, geometry.original_size, count, last_time - (sampler.first_time or 0.0), duration)
     return VideoGrounding(
         frame_times=torch.tensor(frames.times, dtype=torch.float64),
         frame_indices=torch.tensor(frames.indices, dtype=torch.int64),

@@ -175,7 +175,11 @@ class SampledMaps:
 
 def _check_source(src: Path, vg: VideoGrounding) -> float:
     """The time (audio clock) of the source's first frame, after checking it is the video vg was computed from."""
-    first = next(iter_display_frames(check_input_file(src)), None)
+    frames = iter_display_frames(check_input_file(src))
+    try:
+        first = next(frames, None)
+    finally:
+        frames.close()  # and with it the file
     w0, h0 = vg.source.width, vg.source.height
     if first is None or first.rgb is None:
         raise InputError(f"{str(src)!r} contains no decodable video frames; pass the video ground_video was run on")
