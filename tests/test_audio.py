@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 import warnings
 import wave
 from pathlib import Path
@@ -16,14 +15,13 @@ import torch
 from _fixtures import PARITY_DIRS
 from denseav.audio import (
     SAMPLE_RATE,
-    AudioFileNotFoundError,
     _frame_to_float32,
     decode_audio,
     normalize_waveform,
     prepare_audio,
     resample,
 )
-from denseav.errors import InputError
+from denseav.errors import InputError, InputFileNotFoundError
 
 # ----------------------------------------------------------------------------------------------- helpers
 
@@ -137,15 +135,20 @@ def test_resample_keeps_leading_dims_and_rejects_ints() -> None:
         resample(torch.zeros(10), 0)
 
 
-def test_odd_rate_file_is_fast(tmp_path: Path) -> None:
+def test_odd_rate_file_never_builds_the_dense_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 22,254 Hz -> 16 kHz reduces to 11127/8000: torchaudio's dense kernel would hold hundreds of MB. The sparse
+    # evaluation must be taken instead (its speed is measured in benchmarks, not asserted here).
+    import denseav.audio as audio_module
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the dense kernel was built for an odd rate")
+
+    monkeypatch.setattr(audio_module, "_dense_kernel", refuse)
     rate, n = 22254, 22254 * 3
     rng = np.random.default_rng(0)
     _write_wav_int16(tmp_path / "odd.wav", (rng.standard_normal((1, n)) * 3000).astype(np.int16), rate)
-    t0 = time.perf_counter()
     out = prepare_audio(tmp_path / "odd.wav")
-    elapsed = time.perf_counter() - t0
     assert out.shape == (math.ceil(16000 * n / rate),)
-    assert elapsed < 2.0, f"odd-rate resampling took {elapsed:.2f}s"
 
 
 # --------------------------------------------------------------------------------------- normalisation
@@ -269,7 +272,7 @@ def test_video_audio_track(tmp_path: Path) -> None:
 
 def test_missing_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.wav"
-    with pytest.raises(AudioFileNotFoundError, match="nope.wav"):
+    with pytest.raises(InputFileNotFoundError, match="nope.wav"):
         decode_audio(missing)
     with pytest.raises(FileNotFoundError):
         prepare_audio(str(missing))

@@ -39,7 +39,6 @@ __all__ = [
     "file_audio_frames",
     "iter_display_frames",
     "probe_media",
-    "progress_bar",
     "video_encoder",
 ]
 
@@ -47,13 +46,6 @@ __all__ = [
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv")
 _ENCODERS = ("libx264", "libopenh264", "mpeg4")  # preference order; mpeg4 only as a last resort
 _AUDIO_BLOCK = 1024  # samples per frame when an array becomes a sound track (one AAC frame)
-
-
-def progress_bar(total: int | None, desc: str, unit: str, enabled: bool) -> Any:
-    """A tqdm bar on stderr (a no-op object when disabled). The one place that imports tqdm (no type stubs)."""
-    from tqdm.auto import tqdm  # type: ignore[import-untyped]
-
-    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled)
 
 
 def _reason(e: BaseException) -> str:

@@ -33,17 +33,20 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from .api import EncodedAudio, ModelLike, encode_audio, get_model, ground
 from .build import DTypeLike
 from .errors import InputError
-from .image import DEFAULT_IMAGE_SIZE, ImageGeometry, maps_to_original, preprocess_image
-from .media import MediaProbe, check_input_file, decode_frame, iter_display_frames, probe_media, progress_bar
+from .image import ImageGeometry, maps_to_original, preprocess_image
+from .limits import DEFAULT_MAX_FPS, DEFAULT_MAX_FRAMES
+from .media import MediaProbe, check_input_file, decode_frame, iter_display_frames, probe_media
 from .modeling import AudioFeatures, DenseAV
 from .pretrained import DEFAULT_MODEL
+from .progress import Progress
+from .progress import progress as progress_reporter
 from .result import Grounding, peak_locations, temporal_blur
 
 __all__ = [
@@ -56,8 +59,6 @@ __all__ = [
     "within_sound",
 ]
 
-DEFAULT_MAX_FPS = 5.0
-DEFAULT_MAX_FRAMES = 600
 # A frame this close (seconds) outside the sound track still counts as inside: float rounding of the clip's end.
 _SOUND_SLACK = 1e-6
 
@@ -279,7 +280,7 @@ class _FrameMaps:
     """Collects the analysed frames: preprocesses each, runs the sounded ones through the model in batches, and
     keeps only their maps on the patch grid (NaN for frames outside the sound track)."""
 
-    def __init__(self, net: DenseAV, audio: EncodedAudio, batch_size: int, image_size: int | None, bar: Any):
+    def __init__(self, net: DenseAV, audio: EncodedAudio, batch_size: int, image_size: int | None, bar: Progress):
         self.net, self.audio, self.batch_size, self.image_size, self.bar = net, audio, batch_size, image_size, bar
         self.geometry: ImageGeometry | None = None
         self.times: list[float] = []
@@ -296,7 +297,9 @@ class _FrameMaps:
         return int(torch.argmin((self._step_times - seconds).abs()))
 
     def add(self, path: Path, index: int, seconds: float, rgb: torch.Tensor) -> None:
-        pixels, g = preprocess_image(rgb, image_size=self.image_size)
+        pixels, g = preprocess_image(
+            rgb, image_size=self.image_size, patch_size=self.net.config.image_encoder.patch_size
+        )
         if self.geometry is None:
             self.geometry = g
         elif g != self.geometry:
@@ -389,7 +392,7 @@ def ground_video(
     fps: float | None = None,
     max_frames: int | None = DEFAULT_MAX_FRAMES,
     batch_size: int = 8,
-    image_size: int | None = DEFAULT_IMAGE_SIZE,
+    image_size: int | Literal["model"] | None = "model",
     normalize_audio: bool = True,
     channel: str | int = "mix",
     device: str | torch.device | None = None,
@@ -403,7 +406,7 @@ def ground_video(
         600; longer videos are sampled evenly); None = no cap. See the module docstring for timings.
     batch_size: frames per image-encoder call (memory vs speed).
     image_size, normalize_audio, channel, device, dtype: as in `denseav.ground`.
-    progress: tqdm progress bars on stderr.
+    progress: progress on stderr (a bar on a terminal, a line now and then in a log).
     Frames outside the sound track get no map (see the module docstring).
 
     Raises InputError for missing or unreadable files, a video without an audio (or video) track, an empty or
@@ -423,13 +426,17 @@ def ground_video(
     sampler = FrameSampler(rate, info.fps, max_frames)
     expected = min(max(1, math.ceil(duration * rate)), max_frames or math.inf)
     count, last_time = 0, 0.0
-    with progress_bar(int(expected), "encoding frames", "frame", progress) as bar:
-        frames = _FrameMaps(net, audio, batch_size, image_size, bar)
+    size = net.config.image_encoder.training_size if image_size == "model" else image_size
+    bar = progress_reporter(int(expected), "encoding frames", "frame", enabled=progress)
+    try:
+        frames = _FrameMaps(net, audio, batch_size, size, bar)
         for frame in iter_display_frames(p, want=sampler):
             count, last_time = frame.index + 1, frame.time
             if frame.rgb is not None:
                 frames.add(p, frame.index, frame.time, frame.rgb)
         geometry, raw, smooth = frames.finish(p)
+    finally:
+        bar.close()
     source = _source_info(p, info, geometry.original_size, count, last_time - (sampler.first_time or 0.0), duration)
     return VideoGrounding(
         frame_times=torch.tensor(frames.times, dtype=torch.float64),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -30,9 +31,9 @@ from ..media import (
     file_audio_frames,
     iter_display_frames,
     probe_media,
-    progress_bar,
 )
 from ..outputs import check_output_path
+from ..progress import progress as progress_reporter
 from ..result import Grounding, HeadSelect, head_indices
 from ..video import VideoGrounding, within_sound
 from .colors import (
@@ -239,8 +240,9 @@ def render_video(
     rate = probe_media(src).rate or Fraction(vg.source.fps or 25).limit_denominator(1001)
     audio = file_audio_frames(src)
     size = None if (hs, ws) == (vg.source.height, vg.source.width) else (hs, ws)
+    bar = progress_reporter(vg.source.frame_count, "rendering", "frame", enabled=progress)
     with (
-        progress_bar(vg.source.frame_count, "rendering", "frame", progress) as bar,
+        closing(bar),
         VideoWriter(out, painter.width, he, rate, crf=crf, preset=preset, audio=audio, audio_start=-start) as writer,
     ):
         for frame in iter_display_frames(src, size=size):
@@ -351,8 +353,9 @@ def render_grounding_video(
     on_screen = replace(result.geometry, original_size=(hs, ws))
     painter = FramePainter(names, colors, layout, (he, we), display_range(volume), style, on_screen)
     frames = max(1, math.ceil(result.audio_duration * rate))
+    bar = progress_reporter(frames, "rendering", "frame", enabled=progress)
     with (
-        progress_bar(frames, "rendering", "frame", progress) as bar,
+        closing(bar),
         VideoWriter(
             out, painter.width, he, rate, crf=crf, preset=preset, audio=array_audio_frames(wave, SAMPLE_RATE)
         ) as writer,
