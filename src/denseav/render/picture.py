@@ -17,6 +17,7 @@ from PIL import Image
 
 from ..errors import InputError, InputTypeError
 from ..image import ImageGeometry, ImageInput, maps_to_original, to_rgb_uint8
+from ..limits import PICTURE_MAX_SIDE
 from ..outputs import check_output_path
 from ..result import Grounding, HeadSelect, Summary, head_indices
 from .colors import DEFAULT_ALPHA, DEFAULT_THRESHOLD, Colour, OverlayStyle, blend, display_range, head_colors
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 # Longest side of a picture save_png draws; bigger photos are downscaled before drawing.
-DEFAULT_MAX_SIDE = 2048
+DEFAULT_MAX_SIDE = PICTURE_MAX_SIDE
 
 TimeSelect = float | str
 
