@@ -93,7 +93,9 @@ def server(request, tmp_path_factory) -> Iterator[tuple[str, Path]]:
         "GRADIO_ANALYTICS_ENABLED": "False",
         "GRADIO_TEMP_DIR": str(work / "gradio"),
         "DENSEAV_DEMO_CACHE": str(work / "examples"),
-        "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).resolve().parents[1] / "src"), os.environ.get("PYTHONPATH", "")]
+        ),
     }
     log = work / "server.log"
     with log.open("w") as out:
@@ -159,9 +161,7 @@ def _write_wav(path: Path, seconds: float, rate: int = 16_000) -> Path:
 
 
 def _upload(driver: webdriver.Chrome, elem_id: str, path: Path) -> None:
-    field = WebDriverWait(driver, 30).until(
-        lambda d: d.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type=file]")
-    )
+    field = WebDriverWait(driver, 30).until(lambda d: d.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type=file]"))
     field.send_keys(str(path))
 
 

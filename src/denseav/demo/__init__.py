@@ -16,13 +16,15 @@ Modules: `limits` (what uploads are accepted, checked from headers), `service` (
 
 from __future__ import annotations
 
+from typing import Any
+
 from .limits import Limits
 from .service import DemoService
 
 __all__ = ["DemoService", "Limits", "build_demo", "launch_kwargs"]
 
 
-def __getattr__(name: str):  # the Gradio-dependent names load lazily, so `import denseav.demo` needs no Gradio
+def __getattr__(name: str) -> Any:  # the Gradio-dependent names load lazily, so `import denseav.demo` needs no Gradio
     if name in ("build_demo", "launch_kwargs"):
         from . import app
 

@@ -125,61 +125,59 @@ def build_demo(service: DemoService) -> Any:
 
     with gr.Blocks(title="DenseAV demo", analytics_enabled=False, delete_cache=CACHE_CLEANUP) as demo:
         gr.Markdown(_header(service))
-        with gr.Tab("Image + sound"):
-            with gr.Row():
-                with gr.Column(scale=2, min_width=320):
-                    image = gr.Image(
-                        type="filepath",
-                        image_mode=None,  # hand over the upload as it is: nothing decoded before the checks
-                        label="Image",
-                        sources=["upload", "clipboard"],
-                        height=260,
-                        elem_id="input-image",
-                    )
-                    sound = gr.Audio(
-                        type="filepath",
-                        format=None,  # no conversion: PyAV reads whatever was uploaded or recorded
-                        label="Sound",
-                        sources=["upload", "microphone"],
-                        elem_id="input-sound",
-                    )
-                    run_image = gr.Button("Ground", variant="primary", elem_id="ground-image")
-                    image_examples_table = gr.Examples(
-                        examples=image_examples(),
-                        inputs=[image, sound],
-                        cache_examples=False,
-                        label="Examples: one click grounds them",
-                    )
-                with gr.Column(scale=3, min_width=420):
-                    player = gr.HTML(
-                        value=None,
-                        html_template=_static("player.html"),
-                        css_template=_static("player.css"),
-                        js_on_load=_static("player.js"),
-                        elem_id="denseav-player",
-                    )
-                    image_files = gr.File(
-                        label="Downloads: the numbers (JSON), a summary picture (PNG)",
-                        file_count="multiple",
-                        elem_id="downloads-image",
-                    )
-        with gr.Tab("Video"):
-            with gr.Row():
-                with gr.Column(scale=2, min_width=320):
-                    video = gr.Video(label="Video with sound", sources=["upload"], height=300, elem_id="input-video")
-                    run_video = gr.Button("Ground the video", variant="primary", elem_id="ground-video")
-                    video_examples_table = gr.Examples(
-                        examples=video_examples(), inputs=[video], cache_examples=False, label="Example: one click"
-                    )
-                with gr.Column(scale=3, min_width=420):
-                    video_out = gr.Video(
-                        label="The video with each head's heatmap, and its sound", interactive=False, height=420
-                    )
-                    video_files = gr.File(
-                        label="Downloads: the video (MP4), the numbers (JSON)",
-                        file_count="multiple",
-                        elem_id="downloads-video",
-                    )
+        with gr.Tab("Image + sound"), gr.Row():
+            with gr.Column(scale=2, min_width=320):
+                image = gr.Image(
+                    type="filepath",
+                    image_mode=None,  # hand over the upload as it is: nothing decoded before the checks
+                    label="Image",
+                    sources=["upload", "clipboard"],
+                    height=260,
+                    elem_id="input-image",
+                )
+                sound = gr.Audio(
+                    type="filepath",
+                    format=None,  # no conversion: PyAV reads whatever was uploaded or recorded
+                    label="Sound",
+                    sources=["upload", "microphone"],
+                    elem_id="input-sound",
+                )
+                run_image = gr.Button("Ground", variant="primary", elem_id="ground-image")
+                image_examples_table = gr.Examples(
+                    examples=image_examples(),
+                    inputs=[image, sound],
+                    cache_examples=False,
+                    label="Examples: one click grounds them",
+                )
+            with gr.Column(scale=3, min_width=420):
+                player = gr.HTML(
+                    value=None,
+                    html_template=_static("player.html"),
+                    css_template=_static("player.css"),
+                    js_on_load=_static("player.js"),
+                    elem_id="denseav-player",
+                )
+                image_files = gr.File(
+                    label="Downloads: the numbers (JSON), a summary picture (PNG)",
+                    file_count="multiple",
+                    elem_id="downloads-image",
+                )
+        with gr.Tab("Video"), gr.Row():
+            with gr.Column(scale=2, min_width=320):
+                video = gr.Video(label="Video with sound", sources=["upload"], height=300, elem_id="input-video")
+                run_video = gr.Button("Ground the video", variant="primary", elem_id="ground-video")
+                video_examples_table = gr.Examples(
+                    examples=video_examples(), inputs=[video], cache_examples=False, label="Example: one click"
+                )
+            with gr.Column(scale=3, min_width=420):
+                video_out = gr.Video(
+                    label="The video with each head's heatmap, and its sound", interactive=False, height=420
+                )
+                video_files = gr.File(
+                    label="Downloads: the video (MP4), the numbers (JSON)",
+                    file_count="multiple",
+                    elem_id="downloads-video",
+                )
         # Every model call, from a button or an example click, waits in the one "model" queue slot.
         image_run = {"fn": ground_image, "inputs": [image, sound], "outputs": [player, image_files]}
         video_run = {"fn": ground_video, "inputs": [video], "outputs": [video_out, video_files]}

@@ -57,15 +57,24 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     g.add_argument("--port", type=_port, default=7860, help="port (default 7860)")
     g = p.add_argument_group("limits (checked before anything is decoded)")
     g.add_argument(
-        "--max-audio-seconds", type=_positive, default=_DEFAULTS.max_audio_seconds, metavar="S",
+        "--max-audio-seconds",
+        type=_positive,
+        default=_DEFAULTS.max_audio_seconds,
+        metavar="S",
         help=f"longest sound accepted (default {_DEFAULTS.max_audio_seconds:g})",
     )
     g.add_argument(
-        "--max-video-seconds", type=_positive, default=_DEFAULTS.max_video_seconds, metavar="S",
+        "--max-video-seconds",
+        type=_positive,
+        default=_DEFAULTS.max_video_seconds,
+        metavar="S",
         help=f"longest video accepted (default {_DEFAULTS.max_video_seconds:g})",
     )
     g.add_argument(
-        "--max-file-mb", type=_positive, default=_DEFAULTS.max_file_mb, metavar="MB",
+        "--max-file-mb",
+        type=_positive,
+        default=_DEFAULTS.max_file_mb,
+        metavar="MB",
         help=f"largest upload accepted, per file (default {_DEFAULTS.max_file_mb:g})",
     )
     p.set_defaults(func=run)

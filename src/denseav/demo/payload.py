@@ -94,7 +94,7 @@ def player_payload(result: Grounding) -> dict[str, Any]:
     volume = result.smoothed()  # what render shows for one step by default
     rng = display_range(volume)
     strip = volume.flatten(2).amax(dim=2)  # [K, T], as render.time_strip draws it
-    k, t, h, w = volume.shape
+    _, t, h, w = volume.shape
     heads = [
         {
             "name": name,

@@ -105,7 +105,11 @@ class DemoService:
         return wave
 
     def ground_image(
-        self, image: str | Path, sound: str | Path, *, names: tuple[str, str] | None = None,
+        self,
+        image: str | Path,
+        sound: str | Path,
+        *,
+        names: tuple[str, str] | None = None,
         progress: Progress = _no_progress,
     ) -> ImageOutcome:
         """Ground an uploaded sound in an uploaded image: the player payload plus JSON and PNG downloads."""

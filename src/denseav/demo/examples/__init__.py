@@ -92,7 +92,9 @@ def _rocket_video() -> Path:
             out.mux(vs.encode(frame))
         out.mux(vs.encode())
         for start in range(0, len(sound), 1024):
-            chunk = av.AudioFrame.from_ndarray(sound[None, start : start + 1024].astype(np.float32), format="flt", layout="mono")
+            chunk = av.AudioFrame.from_ndarray(
+                sound[None, start : start + 1024].astype(np.float32), format="flt", layout="mono"
+            )
             chunk.sample_rate, chunk.pts, chunk.time_base = SAMPLE_RATE, start, Fraction(1, SAMPLE_RATE)
             out.mux(aus.encode(chunk))
         out.mux(aus.encode())
