@@ -23,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..api import model_label
 from ..errors import InputError
 from .examples import image_examples, video_examples
 from .service import DemoService
@@ -57,9 +58,8 @@ def _upload_name(path: str) -> str:
 
 def _header(service: DemoService) -> str:
     model = service.model
-    provenance = getattr(model, "provenance", None)
-    label = str(getattr(provenance, "name", None) or getattr(model, "name", None) or "local weights")
-    if "/" in label and Path(label).exists():
+    label = model_label(model)
+    if Path(label).exists():
         label = Path(label).name  # a local folder: its name, not the server's directory layout
     heads = ", ".join(model.head_names)
     limits = service.limits
