@@ -13,13 +13,8 @@ import os
 import denseav
 from denseav.demo import DemoService, Limits, build_demo, launch_kwargs
 
-service = DemoService(
-    denseav.load(
-        os.environ.get("DENSEAV_WEIGHTS") or os.environ.get("DENSEAV_MODEL", denseav.DEFAULT_MODEL),
-        dtype=os.environ.get("DENSEAV_DTYPE") or None,
-    ),
-    Limits(),
-)
+source = os.environ.get("DENSEAV_WEIGHTS") or os.environ.get("DENSEAV_MODEL", denseav.DEFAULT_MODEL)
+service = DemoService(denseav.load(source, dtype=os.environ.get("DENSEAV_DTYPE") or None), Limits(), name=source)
 demo = build_demo(service)
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ CHROME_BIN / CHROMEDRIVER pointing at them). Skipped with the reason when any is
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import os
 import shutil
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import wave
 from collections.abc import Iterator
@@ -252,3 +254,25 @@ def test_too_short_clip_shows_a_friendly_error(server, browser, tmp_path):
     assert "0.185 s" in body and "Traceback" not in body
     assert not _player_ready(browser)
     browser.save_screenshot(str(tmp_path / "demo_error.png"))
+
+
+def test_server_reads_and_serves_only_what_it_received(server):
+    """No request can make the server read or hand out a file by path: not through the grounding endpoint (a
+    client may name any path in a file payload), not through Gradio's file route."""
+    url, fixture = server
+    payload = {"path": str(fixture / "image.png"), "meta": {"_type": "gradio.FileData"}}
+    sound = {"path": str(fixture / "audio.wav"), "meta": {"_type": "gradio.FileData"}}
+    request = urllib.request.Request(
+        url + "gradio_api/call/ground_image",
+        data=json.dumps({"data": [payload, sound]}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        event_id = json.loads(response.read())["event_id"]
+    with urllib.request.urlopen(f"{url}gradio_api/call/ground_image/{event_id}", timeout=120) as response:
+        stream = response.read().decode()
+    assert "event: error" in stream and "not uploaded by a user" in stream, stream[:500]
+    for path in ("/etc/hostname", str(fixture / "model.safetensors")):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(f"{url}gradio_api/file={path}", timeout=30)
+        assert info.value.code == 403

@@ -23,7 +23,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..api import model_label
 from ..errors import InputError
 from .examples import image_examples, video_examples
 from .service import DemoService
@@ -58,9 +57,6 @@ def _upload_name(path: str) -> str:
 
 def _header(service: DemoService) -> str:
     model = service.model
-    label = model_label(model)
-    if Path(label).exists():
-        label = Path(label).name  # a local folder: its name, not the server's directory layout
     heads = ", ".join(model.head_names)
     limits = service.limits
     return (
@@ -68,7 +64,7 @@ def _header(service: DemoService) -> str:
         "DenseAV (Hamilton et al., CVPR 2024) learned, from videos alone, which pixels a sound or a spoken word "
         "refers to. Give it a photo and a sound (or a video) and press **Ground**; then press play: each head's "
         "heatmap follows the sound step by step. The *language* head (red) answers to words, the *sound* head "
-        f"(blue) to other sounds.\n\nModel: `{label}` · heads: {heads} · limits: {limits.max_audio_seconds:g} s "
+        f"(blue) to other sounds.\n\nModel: `{service.name}` · heads: {heads} · limits: {limits.max_audio_seconds:g} s "
         f"of sound, {limits.max_video_seconds:g} s of video, {limits.max_file_mb:g} MB per file."
     )
 

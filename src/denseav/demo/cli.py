@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from typing import Any
 
 from .limits import Limits
@@ -40,10 +41,11 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         "demo",
         parents=parents,
         help="serve a web page where the heatmaps play along with the sound (needs denseav[demo])",
-        description=(
+        description=textwrap.fill(
             "Serve the DenseAV demo page: upload or record a sound with a photo, or a video, and watch each "
             "head's heatmap follow the sound. Needs `pip install 'denseav[demo]'`. Binds to 127.0.0.1 (this "
-            "machine only) unless --host says otherwise."
+            "machine only) unless --host says otherwise. Requests are queued and run one at a time.",
+            width=88,
         ),
         epilog=(
             "examples:\n  denseav demo                               the default model on http://127.0.0.1:7860\n"
@@ -95,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         max_video_seconds=args.max_video_seconds,
         max_file_mb=args.max_file_mb,
     )
-    service = DemoService(_load_model(args), limits)
+    service = DemoService(_load_model(args), limits, name=args.weights or args.model)
     try:
         demo = build_demo(service)
         if not args.quiet:

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ..api import ground
+from ..api import ground, model_label
 from ..audio import SAMPLE_RATE, prepare_audio
 from ..errors import InputError
 from ..modeling import DenseAV
@@ -68,8 +68,14 @@ def _friendly(error: InputError, path: str | Path, name: str) -> InputError:
 class DemoService:
     """One model, the limits, and a private folder for the files the page offers for download."""
 
-    def __init__(self, model: DenseAV, limits: Limits | None = None, *, keep_seconds: float = 3600.0):
+    def __init__(
+        self, model: DenseAV, limits: Limits | None = None, *, name: str | None = None, keep_seconds: float = 3600.0
+    ):
+        """name: how the page names the model (default: `denseav.api.model_label`); a path shows as its last
+        component, so the page never shows the server's folders."""
         self.model = model
+        label = name or model_label(model)
+        self.name = Path(label).name if Path(label).exists() else label
         self.limits = limits or Limits()
         self.keep_seconds = keep_seconds
         self.work_dir = Path(tempfile.mkdtemp(prefix="denseav-demo-"))
