@@ -140,7 +140,7 @@ def test_image_smaller_than_a_patch(model):
 
 
 def test_bad_options(model):
-    with pytest.raises(InputError, match="multiple of the patch size 8.*96 or 104"):
+    with pytest.raises(InputError, match="multiple of the model.s patch size 8.*image_size=96 or image_size=104"):
         denseav.ground(FOLDER / "image.png", noise(1.0), sample_rate=16000, model=model, image_size=100)
     with pytest.raises(InputError, match="sample_rate"):
         denseav.ground(FOLDER / "image.png", noise(1.0), model=model)

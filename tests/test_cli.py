@@ -151,7 +151,7 @@ def test_usage_errors_are_one_line(capsys, tmp_path):
     cases = [
         ([], "required"),
         (["ground", image], "required"),
-        (["ground", image, audio, "--image-size", "100"], "multiple of 8"),
+        (["ground", image, audio, "--image-size", "abc"], "--image-size"),
         (["ground", image, audio, "--channel", "left"], "--channel"),
         (["video", "in.mp4", "--fps", "-1"], "--fps"),
         (["video", "in.mp4", "--layout", "grid"], "--layout"),
@@ -164,6 +164,18 @@ def test_usage_errors_are_one_line(capsys, tmp_path):
         assert code == 2, (argv, err)
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("denseav: error: ") and needle in lines[0], (argv, err)
+
+
+def test_image_size_must_fit_the_models_patch(capsys):
+    # The patch size belongs to the model, so this is checked once the model is known (runtime error, exit 1).
+    folder = two_head_dir()
+    code, _, err = call(
+        ["ground", folder / "image.png", folder / "audio.wav", "--weights", folder, "--image-size", "100", "-q"],
+        capsys,
+    )
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "--image-size 100 is not a positive multiple of the model's patch size 8" in err
+    assert "--image-size 96 or --image-size 104, or --image-size native" in err
 
 
 def test_missing_weights_and_debug(capsys, tmp_path):

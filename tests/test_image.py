@@ -270,7 +270,7 @@ def test_bad_image_size(bad: object) -> None:
 
 
 def test_bad_image_size_suggests_neighbours() -> None:
-    with pytest.raises(InputError, match="96 or 104"):
+    with pytest.raises(InputError, match="image_size=96 or image_size=104"):
         preprocess_image(np.zeros((32, 32, 3), dtype=np.uint8), image_size=100, patch_size=PATCH)
 
 

@@ -339,8 +339,9 @@ _INT_ARRAY_SCALES = {
 }
 
 
-def _array_to_float32(audio: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """numpy array / tensor -> float32 tensor (integers scaled to [-1, 1) as FFmpeg does)."""
+def _array_to_float32(audio: object) -> torch.Tensor:
+    """numpy array / tensor -> float32 tensor (integers scaled to [-1, 1) as FFmpeg does); any other type the
+    caller passed is refused here with a message that says what to pass instead."""
     if isinstance(audio, np.ndarray):
         if audio.dtype == np.bool_ or audio.dtype.kind not in "iuf":
             raise InputError(
@@ -361,7 +362,7 @@ def _array_to_float32(audio: np.ndarray | torch.Tensor) -> torch.Tensor:
         elif not a.dtype.isnative:
             a = a.astype(a.dtype.newbyteorder("="))
         t = torch.from_numpy(a)
-    elif torch.is_tensor(audio):
+    elif isinstance(audio, torch.Tensor):
         t = audio.detach()
     else:
         hint = (

@@ -12,6 +12,7 @@ the user passed in, undoing both the resize and the top-left crop.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError, InputFileNotFoundError, InputTypeError
+from .limits import MAX_LONG_SIDE
 
 __all__ = [
     "DEFAULT_BACKGROUND",
@@ -46,12 +48,6 @@ DEFAULT_IMAGE_SIZE: int = 224
 # Transparent pixels are composited onto white. The colour stored under fully transparent pixels
 # is often junk (black, or leftovers from an editor), so it must never reach the model as is.
 DEFAULT_BACKGROUND: tuple[int, int, int] = (255, 255, 255)
-# Upper bound on the model input's longer side. The backbone's attention costs grow with the square of the
-# number of patches: a 1000x40 banner resized to a 224 short side would be 224x5600 (700 times the patches of
-# a 224x224 square's attention work, minutes on a CPU). 1024 admits every common aspect ratio up to 4.5:1
-# (panoramas at 224: 224x1008); pass max_long_side= (CLI --max-long-side) to go further on purpose.
-MAX_LONG_SIDE: int = 1024
-
 ImageInput = Union[str, "os.PathLike[str]", Image.Image, np.ndarray, torch.Tensor]
 
 _ACCEPTED_ARRAYS = (
@@ -127,7 +123,7 @@ def _check_background(background: tuple[int, int, int]) -> tuple[int, int, int]:
             f"background must be an (R, G, B) tuple of integers in 0..255, got {background!r}; "
             "e.g. (255, 255, 255) for white."
         )
-    return bg  # type: ignore[return-value]
+    return (int(bg[0]), int(bg[1]), int(bg[2]))
 
 
 def _tensor_chw_to_uint8(x: torch.Tensor, what: str) -> torch.Tensor:
@@ -182,17 +178,17 @@ def _from_pil(im: Image.Image, what: str) -> torch.Tensor:
         if mode.startswith("I;16") or mode == "I":
             # Pillow's own convert("L") clips 16-bit values instead of scaling them, so scale here.
             # Mode "I" (32-bit) is what older Pillow versions give for 16-bit PNGs: treat it as 0..65535.
-            arr = np.asarray(im).astype(np.int32)
-            return _scale_16bit(torch.from_numpy(arr)[None])
+            return _scale_16bit(torch.from_numpy(np.asarray(im).astype(np.int32))[None])
         if mode == "F":
             # No convention exists for float PIL images: take [0, 1] when the values fit,
             # else 0..255 (what convert("F") of an 8-bit image produces).
-            arr = torch.from_numpy(np.asarray(im).astype(np.float64))[None]
-            if torch.isnan(arr).any():
+            values = torch.from_numpy(np.asarray(im).astype(np.float64))[None]
+            if torch.isnan(values).any():
                 raise InputError(f"{what} (mode F) contains NaN values; replace them before passing it.")
-            if arr.numel() and float(arr.max()) > 1 + 1e-4 and float(arr.min()) >= 0 and float(arr.max()) <= 255:
-                arr = arr / 255.0
-            return _scale_float(arr, what)
+            top = float(values.max()) if values.numel() else 0.0
+            if top > 1 + 1e-4 and float(values.min()) >= 0 and top <= 255:
+                values = values / 255.0
+            return _scale_float(values, what)
         if has_alpha:
             # Covers RGBA, LA, PA, RGBa (premultiplied), P/L/RGB with a transparency key.
             im = im.convert("LA") if mode == "LA" else im.convert("RGBA")
@@ -219,15 +215,36 @@ def _from_pil(im: Image.Image, what: str) -> torch.Tensor:
     return _from_numpy(arr, what)
 
 
+def _rewarn_large(caught: list[warnings.WarningMessage], path: Path, size: tuple[int, int]) -> None:
+    """Pillow's decompression-bomb warning, said in our words (other warnings pass through unchanged)."""
+    for w in caught:
+        if issubclass(w.category, Image.DecompressionBombWarning):
+            megapixels = size[0] * size[1] / 1e6
+            warnings.warn(
+                f"'{path}' is {size[0]}x{size[1]} pixels ({megapixels:.0f} MP, {3 * megapixels / 1000:.1f} GB "
+                "decoded); the model only needs its short side at 224 pixels, so downscaling the file first "
+                "saves time and memory",
+                UserWarning,
+                stacklevel=4,
+            )
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
 def _open_path(path: str | os.PathLike[str]) -> Image.Image:
     p = Path(path)
     if not p.exists():
-        raise InputFileNotFoundError(f"image file not found: '{p}'; check the path (relative paths start at {os.getcwd()}).")
+        raise InputFileNotFoundError(
+            f"image file not found: '{p}'; check the path (relative paths start at {os.getcwd()})."
+        )
     if p.is_dir():
         raise InputError(f"'{p}' is a directory, not an image file; pass the path of an image inside it.")
     try:
-        im = Image.open(p)
-        im.load()  # decode now so truncated / corrupt files fail here, with the path in the message
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            im = Image.open(p)
+            im.load()  # decode now so truncated / corrupt files fail here, with the path in the message
+        _rewarn_large(caught, p, im.size)
     except UnidentifiedImageError as exc:
         raise InputError(
             f"could not read an image from '{p}': not a recognised image format ({exc}); "
@@ -246,11 +263,9 @@ def _open_path(path: str | os.PathLike[str]) -> Image.Image:
     try:
         # Phone photos are stored sideways with an EXIF orientation tag; show them the way viewers do.
         transposed = ImageOps.exif_transpose(im)
-        if transposed is not None:
-            im = transposed
-    except Exception:
-        pass
-    return im
+    except Exception:  # a broken EXIF block must not make a readable picture unreadable
+        transposed = None
+    return im if transposed is None else transposed
 
 
 def to_rgb_uint8(
@@ -411,10 +426,10 @@ def _check_image_size(image_size: int | None, patch_size: int) -> None:
     if image_size <= 0 or image_size % patch_size:
         lower = max(patch_size, image_size // patch_size * patch_size)
         upper = max(patch_size, -(-image_size // patch_size) * patch_size)
-        suggestion = f"{lower}" if lower == upper else f"{lower} or {upper}"
+        suggestion = f"image_size={lower}" if lower == upper else f"image_size={lower} or image_size={upper}"
         raise InputError(
-            f"image_size must be a positive multiple of the patch size {patch_size}, got {image_size}; "
-            f"use {suggestion}, or None to keep the native resolution."
+            f"image_size={image_size} is not a positive multiple of the model's patch size {patch_size}; "
+            f"use {suggestion}, or image_size=None to keep the native resolution."
         )
 
 

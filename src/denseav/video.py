@@ -29,7 +29,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import av
 import numpy as np
@@ -39,7 +39,8 @@ from tqdm.auto import tqdm
 from .api import EncodedAudio, EncodedImage, ModelLike, encode_audio, get_model, similarity
 from .build import DTypeLike
 from .errors import InputError
-from .image import DEFAULT_IMAGE_SIZE, ImageGeometry, maps_to_original, preprocess_image
+from .image import ImageGeometry, maps_to_original, preprocess_image
+from .limits import DEFAULT_MAX_FPS, DEFAULT_MAX_FRAMES
 from .modeling import DenseAV
 from .pretrained import DEFAULT_MODEL
 from .result import Grounding
@@ -54,8 +55,6 @@ __all__ = [
     "iter_display_frames",
 ]
 
-DEFAULT_MAX_FPS = 5.0
-DEFAULT_MAX_FRAMES = 600
 
 # The demo's 3-tap temporal blur (see result.temporal_blur): exp(-x^2 / 2) at x = -2, 0, 2, normalised.
 _TAPS = torch.exp(-(torch.tensor([-2.0, 0.0, 2.0]) ** 2) / 2)
@@ -370,7 +369,7 @@ def ground_video(
     fps: float | None = None,
     max_frames: int | None = DEFAULT_MAX_FRAMES,
     batch_size: int = 8,
-    image_size: int | None = DEFAULT_IMAGE_SIZE,
+    image_size: int | Literal["model"] | None = "model",
     normalize_audio: bool = True,
     channel: str | int = "mix",
     device: str | torch.device | None = None,
@@ -396,6 +395,7 @@ def ground_video(
         raise InputError(f"max_frames must be a positive integer or None (no cap), got {max_frames!r}")
     info = _probe(p)
     net = get_model(model, device=device, dtype=dtype)
+    size = net.config.image_encoder.training_size if image_size == "model" else image_size
 
     # The whole soundtrack, decoded and encoded once, exactly as `ground` encodes a sound file.
     audio = encode_audio(p, model=net, normalize=normalize_audio, channel=channel)
@@ -451,7 +451,7 @@ def ground_video(
             count, last_time = index + 1, t
             if rgb is None:
                 continue
-            pixels, g = preprocess_image(rgb, image_size=image_size, patch_size=net.config.image_encoder.patch_size)
+            pixels, g = preprocess_image(rgb, image_size=size, patch_size=net.config.image_encoder.patch_size)
             if geometry is None:
                 geometry = g
             elif g != geometry:
