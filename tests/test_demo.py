@@ -8,6 +8,8 @@ import importlib.util
 import io
 import json
 import math
+import os
+import subprocess
 import sys
 import wave
 from pathlib import Path
@@ -19,8 +21,9 @@ from PIL import Image
 import denseav
 from _fixtures import PARITY_DIRS
 from _media import make_clip, probe
+from denseav.demo.checks import check_image, check_media
 from denseav.demo.examples import image_examples, rumble, video_examples
-from denseav.demo.limits import Limits, check_image, check_media
+from denseav.demo.limits import Limits
 from denseav.demo.payload import DISPLAY_WIDTH, MIN_DISPLAY_WIDTH, player_payload
 from denseav.demo.service import DemoService
 from denseav.errors import InputError
@@ -230,3 +233,19 @@ def test_page_queues_every_model_call_in_one_slot(service, tmp_path, monkeypatch
     assert kwargs["max_file_size"] == service.limits.max_file_bytes and kwargs["share"] is False
     assert "allowed_paths" not in kwargs
     assert not demo.analytics_enabled
+
+
+def test_registering_the_demo_command_imports_neither_torch_nor_gradio():
+    src = Path(__file__).resolve().parents[1] / "src"
+    code = (
+        "import sys; from denseav.cli import _build_parser; _build_parser(); "
+        "print(sorted(m for m in ('torch', 'gradio', 'av') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(src)},
+    )
+    assert out.stdout.strip() == "[]"

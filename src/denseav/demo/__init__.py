@@ -9,24 +9,29 @@ from Python::
     service = DemoService(denseav.load("sound-language"))
     build_demo(service).launch(**launch_kwargs(service))
 
-Modules: `limits` (what uploads are accepted, checked from headers), `service` (the work, framework-free),
+Modules: `limits` (what uploads are accepted), `checks` (uploads checked from their headers), `service` (the work, framework-free),
 `payload` (what the browser player draws from), `examples` (one-click inputs), `app` (the Gradio page),
 `cli` (the command). Only `app` imports Gradio, and only when a page is built.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .limits import Limits
-from .service import DemoService
 
 __all__ = ["DemoService", "Limits", "build_demo", "launch_kwargs"]
 
+# Imported on first use: `denseav --help` registers the demo command without importing torch or Gradio.
+_EXPORTS = {"DemoService": "service", "build_demo": "app", "launch_kwargs": "app"}
 
-def __getattr__(name: str) -> Any:  # the Gradio-dependent names load lazily, so `import denseav.demo` needs no Gradio
-    if name in ("build_demo", "launch_kwargs"):
-        from . import app
+if TYPE_CHECKING:
+    from .app import build_demo, launch_kwargs
+    from .service import DemoService
 
-        return getattr(app, name)
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     raise AttributeError(f"module 'denseav.demo' has no attribute {name!r}")

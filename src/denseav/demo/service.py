@@ -28,7 +28,8 @@ from ..errors import InputError
 from ..modeling import DenseAV
 from ..render import render_video, save_png
 from ..video import ground_video
-from .limits import Limits, check_image, check_media
+from .checks import check_image, check_media
+from .limits import Limits
 from .payload import player_payload
 
 __all__ = ["SILENCE_PEAK", "DemoService", "ImageOutcome", "VideoOutcome"]
@@ -129,7 +130,6 @@ class DemoService:
             result = ground(image, wave, model=self.model, sample_rate=SAMPLE_RATE)
         except InputError as e:
             raise _friendly(e, image, image_name) from None
-        assert not isinstance(result, list)
         progress(0.8, "preparing the player")
         out = self._request_dir()
         stem = Path(image_name).stem or "grounding"
