@@ -192,7 +192,12 @@ def _build_parser() -> _Parser:
     )
     p.add_argument("image", metavar="IMAGE", help="image file (PNG, JPEG, ...)")
     p.add_argument("audio", metavar="AUDIO", help="sound file (wav, flac, mp3, ogg, m4a, or a video's sound)")
-    p.add_argument("-o", "--output", metavar="OUT.png", help="write the overlay and time strip as a PNG")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT.png",
+        help="write the overlay and time strip as a PNG, or (OUT.mp4) the image with its sound and a map per moment",
+    )
     p.add_argument("--json", metavar="OUT.json", help="write scores, peaks and per-step maxima as JSON ('-': stdout)")
     when = p.add_mutually_exclusive_group()
     when.add_argument(
@@ -339,9 +344,9 @@ def _check_outputs(args: argparse.Namespace, output: str | None, suffixes: tuple
 
 def _cmd_ground(args: argparse.Namespace) -> int:
     from .api import ground, model_label
-    from .render import save_png
+    from .render import render_grounding_video, save_png
 
-    _check_outputs(args, args.output, (".png",), [args.image, args.audio])
+    _check_outputs(args, args.output, (".png", ".mp4"), [args.image, args.audio])
     model = _load_model(args)
     result = ground(
         args.image,
@@ -362,8 +367,10 @@ def _cmd_ground(args: argparse.Namespace) -> int:
     for name, peak in summary["peak_over_time"].items():
         print(f"peak {name} (mean over time): x={peak['x']:g} y={peak['y']:g} (value {peak['value']:.4g})", file=out)
     if args.output:
-        when = args.time if args.step is None else float(result.times[result.step_index(step=args.step)])
-        path = save_png(result, args.output, time=when)
+        if Path(args.output).suffix.lower() == ".mp4":
+            path = render_grounding_video(result, args.output, progress=not args.quiet)
+        else:
+            path = save_png(result, args.output, time=args.time, step=args.step)
         print(f"wrote {path}", file=out)
     elif not args.json and not args.quiet:
         print("(pass -o out.png for a picture, --json out.json for the numbers)", file=sys.stderr)
@@ -374,7 +381,8 @@ def _cmd_ground(args: argparse.Namespace) -> int:
 
 def _cmd_video(args: argparse.Namespace) -> int:
     from .api import model_label
-    from .render import render_video, video_encoder
+    from .media import video_encoder
+    from .render import render_video
     from .video import ground_video
 
     output = args.output or f"{Path(args.input).stem}_denseav.mp4"
@@ -399,6 +407,8 @@ def _cmd_video(args: argparse.Namespace) -> int:
         file=out,
     )
     print(f"analysed {vg.num_frames} frames ({vg.fps:.3g} per second); heads: {', '.join(vg.head_names)}", file=out)
+    if vg.frames_without_sound:
+        print(f"{vg.frames_without_sound} analysed frames lie outside the sound track: no map", file=out)
     print(f"wrote {path} ({args.layout}, {video_encoder()} + aac)", file=out)
     if args.json:
         _write_json({"model": model_label(model), **vg.to_dict()}, args.json, args)
