@@ -137,7 +137,11 @@ def test_payload_matches_render_conventions(fixture_dir, model):
 
 def test_service_grounds_and_writes_downloads_without_server_paths(service, fixture_dir):
     outcome = service.ground_image(fixture_dir / "image.png", fixture_dir / "audio.wav", names=("my cat.png", "x.wav"))
-    assert {p.suffix for p in outcome.files} == {".json", ".png"}
+    assert {p.suffix for p in outcome.files} == {".mp4", ".json", ".png"}
+    video = probe(next(p for p in outcome.files if p.suffix == ".mp4"))
+    assert video["frames"] >= outcome.payload["steps"] and video["audio_seconds"] == pytest.approx(
+        outcome.payload["duration"], abs=0.1
+    )
     assert all(p.is_relative_to(service.work_dir) for p in outcome.files)
     data = json.loads(next(p for p in outcome.files if p.suffix == ".json").read_text())
     assert data["image"] == "my cat.png" and data["heads"] == list(service.model.head_names)

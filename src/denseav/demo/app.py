@@ -98,7 +98,7 @@ def build_demo(service: DemoService) -> Any:
     def ground_image(
         image: str | None,
         sound: str | None,
-        progress: Any = gr.Progress(),  # noqa: B008
+        progress: Any = gr.Progress(track_tqdm=True),  # noqa: B008  (the video's rendering bar shows too)
     ) -> tuple[dict, list[str]]:
         with _page_errors(gr):
             if not image or not sound:
@@ -154,7 +154,7 @@ def build_demo(service: DemoService) -> Any:
                     elem_id="denseav-player",
                 )
                 image_files = gr.File(
-                    label="Downloads: the numbers (JSON), a summary picture (PNG)",
+                    label="Downloads: the heatmaps as a video with the sound (MP4), the numbers (JSON), a summary picture (PNG)",
                     file_count="multiple",
                     elem_id="downloads-image",
                 )

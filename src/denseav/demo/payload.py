@@ -28,7 +28,8 @@ import torch
 from PIL import Image
 
 from ..audio import SAMPLE_RATE
-from ..render import DEFAULT_ALPHA, DEFAULT_THRESHOLD, _normalized, display_range, head_colors
+from ..render import DEFAULT_ALPHA, DEFAULT_THRESHOLD, display_range, head_colors
+from ..render.colors import _normalized
 from ..result import Grounding
 
 __all__ = ["DISPLAY_WIDTH", "ENVELOPE_COLUMNS", "MIN_DISPLAY_WIDTH", "player_payload", "quantise_maps"]

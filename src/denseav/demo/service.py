@@ -26,7 +26,7 @@ from ..api import ground, model_label
 from ..audio import SAMPLE_RATE, prepare_audio
 from ..errors import InputError
 from ..modeling import DenseAV
-from ..render import render_video, save_png
+from ..render import render_grounding_video, render_video, save_png
 from ..video import ground_video
 from .checks import check_image, check_media
 from .limits import Limits
@@ -119,7 +119,8 @@ class DemoService:
         names: tuple[str, str] | None = None,
         progress: Progress = _no_progress,
     ) -> ImageOutcome:
-        """Ground an uploaded sound in an uploaded image: the player payload plus JSON and PNG downloads."""
+        """Ground an uploaded sound in an uploaded image: the player payload, and as downloads the overlay video
+        with its sound (MP4), the numbers (JSON) and a summary picture (PNG)."""
         image_name, sound_name = names or (Path(image).name, Path(sound).name)
         progress(0.05, "checking the files")
         check_image(image, self.limits)
@@ -130,16 +131,18 @@ class DemoService:
             result = ground(image, wave, model=self.model, sample_rate=SAMPLE_RATE)
         except InputError as e:
             raise _friendly(e, image, image_name) from None
-        progress(0.8, "preparing the player")
+        progress(0.75, "preparing the player")
         out = self._request_dir()
         stem = Path(image_name).stem or "grounding"
         summary = result.to_dict()
         json_path = out / f"{stem}_denseav.json"
         json_path.write_text(json.dumps({"image": image_name, "sound": sound_name, **summary}, indent=2) + "\n")
         png_path = save_png(result, out / f"{stem}_denseav.png")
+        progress(0.85, "rendering the video with its sound")
+        mp4_path = render_grounding_video(result, out / f"{stem}_denseav.mp4", progress=True)
         per_head = ", ".join(f"{n} {v:.3f}" for n, v in summary["score_per_head"].items())
         text = f"score {result.score:.3f} ({per_head}); {result.audio_duration:.2f} s in {len(result.times)} steps"
-        return ImageOutcome(player_payload(result), [json_path, png_path], text)
+        return ImageOutcome(player_payload(result), [mp4_path, json_path, png_path], text)
 
     def ground_video(
         self, video: str | Path, *, name: str | None = None, progress: Progress = _no_progress

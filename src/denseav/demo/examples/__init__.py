@@ -14,7 +14,6 @@ import wave
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image
 
@@ -67,8 +66,8 @@ def _rumble_wav() -> Path:
 
 
 def _rocket_video() -> Path:
-    """3 s, 10 fps: a slow zoom into the rocket photo, with the rumble as an AAC sound track."""
-    from ...render import video_encoder  # the encoder this PyAV build has
+    """3 s, 10 fps: a slow zoom into the rocket photo, with the rumble as its sound track."""
+    from ...media import VideoWriter, array_audio_frames
 
     path = cache_dir() / "rocket_zoom.mp4"
     if path.exists():
@@ -76,29 +75,16 @@ def _rocket_video() -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     photo = Image.open(HERE / "rocket.jpg").convert("RGB")
     width, height, fps, seconds = 320, 208, 10, 3.0
-    sound = rumble(seconds)
     tmp = path.with_name("rocket_zoom.part.mp4")
-    with av.open(str(tmp), "w") as out:
-        vs = out.add_stream(video_encoder(), rate=fps)
-        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
-        aus = out.add_stream("aac", rate=SAMPLE_RATE, layout="mono")
+    sound = array_audio_frames(rumble(seconds), SAMPLE_RATE)
+    with VideoWriter(tmp, width, height, Fraction(fps), audio=sound) as writer:
         frames = round(seconds * fps)
         for i in range(frames):
             zoom = 1 + 0.25 * i / frames
             cw, ch = photo.width / zoom, photo.height / zoom
             box = ((photo.width - cw) / 2, (photo.height - ch) / 2, (photo.width + cw) / 2, (photo.height + ch) / 2)
-            frame = av.VideoFrame.from_ndarray(np.asarray(photo.resize((width, height), box=box)), format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, fps)
-            out.mux(vs.encode(frame))
-        out.mux(vs.encode())
-        for start in range(0, len(sound), 1024):
-            chunk = av.AudioFrame.from_ndarray(
-                sound[None, start : start + 1024].astype(np.float32), format="flt", layout="mono"
-            )
-            chunk.sample_rate, chunk.pts, chunk.time_base = SAMPLE_RATE, start, Fraction(1, SAMPLE_RATE)
-            out.mux(aus.encode(chunk))
-        out.mux(aus.encode())
-    tmp.replace(path)
+            writer.write(np.asarray(photo.resize((width, height), box=box)))
+    tmp.replace(path)  # never leave a half-written example that a later start would take as done
     return path
 
 
