@@ -207,7 +207,8 @@ def test_heatmaps_follow_playback_and_heads_toggle(server, browser, tmp_path):
     assert first["step"] == "0" and first["width"] > 0
     # The score and a download of the numbers are on the page.
     assert "Score" in browser.find_element(By.CSS_SELECTOR, "#denseav-player .dav-summary").text
-    WebDriverWait(browser, 30).until(lambda d: ".json" in d.find_element(By.ID, "downloads-image").text)
+    WebDriverWait(browser, 60).until(lambda d: ".json" in d.find_element(By.ID, "downloads-image").text)
+    assert ".mp4" in browser.find_element(By.ID, "downloads-image").text
 
     # Scrub with the slider to near the end: the picture follows the sound's clock.
     browser.execute_script(
