@@ -8,6 +8,7 @@ which Spaces set; run locally, it binds 127.0.0.1:7860. See README "Demo" for th
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import denseav
@@ -15,6 +16,7 @@ from denseav.demo import DemoService, Limits, build_demo, launch_kwargs
 
 source = os.environ.get("DENSEAV_WEIGHTS") or os.environ.get("DENSEAV_MODEL", denseav.DEFAULT_MODEL)
 service = DemoService(denseav.load(source, dtype=os.environ.get("DENSEAV_DTYPE") or None), Limits(), name=source)
+atexit.register(service.close)  # the downloads folder goes with the server
 demo = build_demo(service)
 
 if __name__ == "__main__":
