@@ -137,11 +137,16 @@ def test_payload_matches_render_conventions(fixture_dir, model):
 
 def test_service_grounds_and_writes_downloads_without_server_paths(service, fixture_dir):
     outcome = service.ground_image(fixture_dir / "image.png", fixture_dir / "audio.wav", names=("my cat.png", "x.wav"))
-    assert {p.suffix for p in outcome.files} == {".mp4", ".json", ".png"}
-    video = probe(next(p for p in outcome.files if p.suffix == ".mp4"))
-    assert video["frames"] >= outcome.payload["steps"] and video["audio_seconds"] == pytest.approx(
-        outcome.payload["duration"], abs=0.1
-    )
+    assert {p.suffix for p in outcome.files} == {".json", ".png"}  # ready with the player
+    files = service.render_image_video(outcome.request)  # the MP4 follows in a second step
+    assert {p.suffix for p in files} == {".mp4", ".json", ".png"}
+    video = probe(next(p for p in files if p.suffix == ".mp4"))
+    assert video["frames"] >= outcome.payload["steps"]
+    assert video["audio_seconds"] == pytest.approx(outcome.payload["duration"], abs=0.1)
+    with pytest.raises(InputError, match="no longer on the server"):
+        service.render_image_video(outcome.request)  # rendered once; the key is spent
+    with pytest.raises(InputError, match="no longer on the server"):
+        service.render_image_video("../../etc")  # a key, never a path
     assert all(p.is_relative_to(service.work_dir) for p in outcome.files)
     data = json.loads(next(p for p in outcome.files if p.suffix == ".json").read_text())
     assert data["image"] == "my cat.png" and data["heads"] == list(service.model.head_names)
@@ -233,6 +238,8 @@ def test_page_queues_every_model_call_in_one_slot(service, tmp_path, monkeypatch
     model_calls = [f for f in demo.fns.values() if f.fn is not None and f.name.startswith("ground_")]
     assert len(model_calls) == 4  # two buttons, two example tables
     assert {(f.concurrency_id, f.concurrency_limit) for f in model_calls} == {("model", 1)}
+    renders = [f for f in demo.fns.values() if f.name == "image_video"]
+    assert len(renders) == 2 and {(f.concurrency_id, f.concurrency_limit) for f in renders} == {("render", 1)}
     kwargs = launch_kwargs(service, host="127.0.0.1", port=7860)
     assert kwargs["max_file_size"] == service.limits.max_file_bytes and kwargs["share"] is False
     assert "allowed_paths" not in kwargs

@@ -208,7 +208,8 @@ def test_heatmaps_follow_playback_and_heads_toggle(server, browser, tmp_path):
     # The score and a download of the numbers are on the page.
     assert "Score" in browser.find_element(By.CSS_SELECTOR, "#denseav-player .dav-summary").text
     WebDriverWait(browser, 60).until(lambda d: ".json" in d.find_element(By.ID, "downloads-image").text)
-    assert ".mp4" in browser.find_element(By.ID, "downloads-image").text
+    # The overlay video with the sound follows the player, in a second step.
+    WebDriverWait(browser, RESULT_TIMEOUT).until(lambda d: ".mp4" in d.find_element(By.ID, "downloads-image").text)
 
     # Scrub with the slider to near the end: the picture follows the sound's clock.
     browser.execute_script(

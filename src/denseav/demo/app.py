@@ -8,7 +8,7 @@ visitor their place in it, progress, example rows, friendly error pop-ups, tempo
 Hugging Face Spaces hosting (`app.py` at the repository root).
 
 Serving rules kept here: one model in memory (the service's), every model call through one queue slot
-(`concurrency_id="model"`, limit 1), uploads over the size limit refused by Gradio before they are stored,
+(`concurrency_id="model"`, limit 1; rendering the image + sound MP4, which needs no model, in its own slot), uploads over the size limit refused by Gradio before they are stored,
 no `allowed_paths` (the page can only fetch what Gradio itself stored: uploads, examples, results), cache
 files deleted after an hour, analytics off.
 """
@@ -98,15 +98,23 @@ def build_demo(service: DemoService) -> Any:
     def ground_image(
         image: str | None,
         sound: str | None,
-        progress: Any = gr.Progress(track_tqdm=True),  # noqa: B008  (the video's rendering bar shows too)
-    ) -> tuple[dict, list[str]]:
+        progress: Any = gr.Progress(),  # noqa: B008
+    ) -> tuple[dict, list[str], str]:
         with _page_errors(gr):
             if not image or not sound:
                 raise InputError("choose an image and a sound first (or click one of the examples)")
             names = (_upload_name(image), _upload_name(sound))
             outcome = service.ground_image(image, sound, names=names, progress=lambda f, m: progress(f, desc=m))
         log.info("image request: %s", outcome.summary)
-        return outcome.payload, [str(p) for p in outcome.files]
+        return outcome.payload, [str(p) for p in outcome.files], outcome.request
+
+    def image_video(
+        request: str,
+        progress: Any = gr.Progress(track_tqdm=True),  # noqa: B008  (the rendering bar shows)
+    ) -> list[str]:
+        with _page_errors(gr):
+            files = service.render_image_video(request, progress=lambda f, m: progress(f, desc=m))
+        return [str(p) for p in files]
 
     def ground_video(
         video: str | None,
@@ -175,10 +183,21 @@ def build_demo(service: DemoService) -> Any:
                     elem_id="downloads-video",
                 )
         # Every model call, from a button or an example click, waits in the one "model" queue slot.
-        image_run = {"fn": ground_image, "inputs": [image, sound], "outputs": [player, image_files]}
+        request = gr.State("")  # names this visitor's last result for its video step (a key, never a path)
+        image_run = {"fn": ground_image, "inputs": [image, sound], "outputs": [player, image_files, request]}
+        # The player shows as soon as the maps are ready; the MP4 follows in a second step (not using the model).
+        image_mp4 = {
+            "fn": image_video,
+            "inputs": [request],
+            "outputs": [image_files],
+            "concurrency_id": "render",
+            "concurrency_limit": 1,
+        }
         video_run = {"fn": ground_video, "inputs": [video], "outputs": [video_out, video_files]}
-        run_image.click(**image_run, concurrency_id="model", concurrency_limit=1)
-        image_examples_table.load_input_event.then(**image_run, concurrency_id="model", concurrency_limit=1)
+        run_image.click(**image_run, concurrency_id="model", concurrency_limit=1).success(**image_mp4)
+        image_examples_table.load_input_event.then(**image_run, concurrency_id="model", concurrency_limit=1).success(
+            **image_mp4
+        )
         run_video.click(**video_run, concurrency_id="model", concurrency_limit=1)
         video_examples_table.load_input_event.then(**video_run, concurrency_id="model", concurrency_limit=1)
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)

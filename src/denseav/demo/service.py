@@ -27,6 +27,7 @@ from ..audio import SAMPLE_RATE, prepare_audio
 from ..errors import InputError
 from ..modeling import DenseAV
 from ..render import render_grounding_video, render_video, save_png
+from ..result import Grounding
 from ..video import ground_video
 from .checks import check_image, check_media
 from .limits import Limits
@@ -38,6 +39,8 @@ __all__ = ["SILENCE_PEAK", "DemoService", "ImageOutcome", "VideoOutcome"]
 SILENCE_PEAK = 1e-4
 # Largest video width rendered back to the page (the model sees 224 px anyway; this keeps rendering quick).
 RENDER_MAX_WIDTH = 1280
+# Results kept for their video step; older ones are dropped (their visitors left or the page was reloaded).
+MAX_PENDING = 16
 
 Progress = Callable[[float, str], None]
 
@@ -49,8 +52,19 @@ def _no_progress(fraction: float, message: str) -> None:
 @dataclass
 class ImageOutcome:
     payload: dict[str, Any]  # for the page's player
-    files: list[Path]  # downloads
+    files: list[Path]  # downloads ready now (JSON, PNG); `render_image_video(request)` adds the MP4
     summary: str
+    request: str  # names this result for `render_image_video`
+
+
+@dataclass
+class _Pending:
+    """A grounding whose MP4 is still to be rendered (kept in the service, never sent to the page)."""
+
+    result: Grounding
+    folder: Path
+    stem: str
+    files: list[Path]
 
 
 @dataclass
@@ -80,6 +94,7 @@ class DemoService:
         self.limits = limits or Limits()
         self.keep_seconds = keep_seconds
         self.work_dir = Path(tempfile.mkdtemp(prefix="denseav-demo-"))
+        self._pending: dict[str, _Pending] = {}
 
     def close(self) -> None:
         shutil.rmtree(self.work_dir, ignore_errors=True)
@@ -119,8 +134,9 @@ class DemoService:
         names: tuple[str, str] | None = None,
         progress: Progress = _no_progress,
     ) -> ImageOutcome:
-        """Ground an uploaded sound in an uploaded image: the player payload, and as downloads the overlay video
-        with its sound (MP4), the numbers (JSON) and a summary picture (PNG)."""
+        """Ground an uploaded sound in an uploaded image: the player payload, and as downloads the numbers (JSON)
+        and a summary picture (PNG). The overlay video (MP4) is a second step, `render_image_video`, so the page
+        can show the player while the video renders."""
         image_name, sound_name = names or (Path(image).name, Path(sound).name)
         progress(0.05, "checking the files")
         check_image(image, self.limits)
@@ -138,11 +154,26 @@ class DemoService:
         json_path = out / f"{stem}_denseav.json"
         json_path.write_text(json.dumps({"image": image_name, "sound": sound_name, **summary}, indent=2) + "\n")
         png_path = save_png(result, out / f"{stem}_denseav.png")
-        progress(0.85, "rendering the video with its sound")
-        mp4_path = render_grounding_video(result, out / f"{stem}_denseav.mp4", progress=True)
         per_head = ", ".join(f"{n} {v:.3f}" for n, v in summary["score_per_head"].items())
         text = f"score {result.score:.3f} ({per_head}); {result.audio_duration:.2f} s in {len(result.times)} steps"
-        return ImageOutcome(player_payload(result), [mp4_path, json_path, png_path], text)
+        files = [json_path, png_path]
+        self._remember(out.name, _Pending(result, out, stem, files))
+        return ImageOutcome(player_payload(result), files, text, out.name)
+
+    def _remember(self, request: str, pending: _Pending) -> None:
+        self._pending[request] = pending
+        while len(self._pending) > MAX_PENDING:  # visitors who left before their video: forget the oldest
+            self._pending.pop(next(iter(self._pending)))
+
+    def render_image_video(self, request: str, *, progress: Progress = _no_progress) -> list[Path]:
+        """The overlay video with its sound (MP4) for an `ImageOutcome.request`; returns every download of that
+        result. A second call for the same request (or one for an unknown request) is an InputError."""
+        pending = self._pending.pop(request, None)
+        if pending is None or not pending.folder.exists():
+            raise InputError("this result is no longer on the server (it expires after a while); press Ground again")
+        progress(0.0, "rendering the video with its sound")
+        mp4_path = render_grounding_video(pending.result, pending.folder / f"{pending.stem}_denseav.mp4", progress=True)
+        return [mp4_path, *pending.files]
 
     def ground_video(
         self, video: str | Path, *, name: str | None = None, progress: Progress = _no_progress
