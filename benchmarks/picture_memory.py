@@ -57,8 +57,8 @@ def run(src: Path, args: list[str], cwd: Path) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    fixtures = Path(os.environ.get("DENSEAV_FIXTURES", ROOT.parent / "shared" / "fixtures"))
-    parser.add_argument("--weights", default=str(next(iter(sorted((fixtures / "parity").glob("*"))), "")))
+    vendored = ROOT / "tests" / "fixtures" / "parity"  # tiny random-weight models shipped with the tests
+    parser.add_argument("--weights", default=str(next(iter(sorted(vendored.glob("*"))), "")))
     parser.add_argument("--sizes", default="6000x4000,12000x12000")
     parser.add_argument("--src", default=str(ROOT / "src"))
     args = parser.parse_args()

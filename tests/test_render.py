@@ -165,13 +165,13 @@ def test_strip_plots_the_raw_peak_and_says_so():
 
 
 def test_pictures_are_drawn_at_a_bounded_size(tmp_path):
-    tall = synthetic(300, 3000, [(2, 2)], names=("sound",))
+    tall = synthetic(600, 2600, [(2, 2)], names=("sound",))
     with Image.open(save_png(tall, tmp_path / "tall.png", strip=False)) as im:
-        assert im.height == DEFAULT_MAX_SIDE and im.width == round(300 * DEFAULT_MAX_SIDE / 3000)
+        assert im.height == DEFAULT_MAX_SIDE and im.width == round(600 * DEFAULT_MAX_SIDE / 2600)
     with Image.open(save_png(tall, tmp_path / "small.png", strip=False, max_side=500)) as im:
         assert max(im.size) == 500
     assert max(overlay(tall, max_side=256).size) == 256
-    assert overlay(tall).size == (300, 3000)  # overlay keeps the picture's own size unless asked
+    assert overlay(tall).size == (600, 2600)  # overlay keeps the picture's own size unless asked
     # Downscaling first puts the peak where drawing first and downscaling would.
     g = synthetic(640, 480, [(20, 30)], names=("sound",))
     small = colour_strength(overlay(g, legend=False, max_side=320), HEAD_COLORS["sound"])

@@ -16,8 +16,9 @@ import pytest
 import torch
 
 import denseav
-from _fixtures import PARITY_DIRS
+from _fixtures import PARITY_DIRS, first_parity_dir
 from _media import make_clip, probe, synthetic_grounding
+from denseav import cli
 from denseav.errors import InputError, OutputError
 from denseav.render import frame_overlay, render_grounding_video, render_video
 from denseav.render import video as render_video_module
@@ -345,9 +346,7 @@ def test_render_grounding_video_options(tmp_path):
 @pytest.mark.slow
 def test_cli_ground_writes_an_mp4(tmp_path):
     """`denseav ground IMAGE AUDIO -o out.mp4`: the fixture image with its sound, one map per audio step."""
-    folder = next((f for f in PARITY_DIRS), None)
-    if folder is None:
-        pytest.skip("no parity fixture")
+    folder = first_parity_dir()
     inputs = [folder / "image.png", folder / "audio.wav", "--weights", folder]
     proc = subprocess.run(
         [sys.executable, "-m", "denseav", "ground", *inputs, "-o", "out.mp4", "-q"],
@@ -363,3 +362,16 @@ def test_cli_ground_writes_an_mp4(tmp_path):
     g = denseav.ground(folder / "image.png", folder / "audio.wav", model=model)
     assert info["frames"] == math.ceil(g.audio_duration * 16000 / 2880)
     assert info["audio_seconds"] == pytest.approx(g.audio_duration, abs=1024 / 16000)
+
+
+def test_cli_video_says_how_many_frames_have_no_sound(tmp_path, capsys, monkeypatch):
+    clip = make_clip(tmp_path / "short_sound.mp4", width=64, height=48, fps=8, seconds=3.0, audio_seconds=1.5)
+    folder = first_parity_dir()
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["video", str(clip), "--weights", str(folder), "--json", "out.json", "-q"])
+    out = capsys.readouterr().out
+    assert code == 0
+    data = json.loads((tmp_path / "out.json").read_text())
+    silent = data["frames_without_sound"]
+    assert silent > 0 and sum(f["peak"] is None for f in data["frames"]) == silent
+    assert f"{silent} analysed frames lie outside the sound track" in out

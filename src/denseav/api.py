@@ -84,8 +84,7 @@ _CACHE_SIZE = 2
 
 def model_label(model: DenseAV) -> str:
     """How messages name a model: its registry name or the path it came from."""
-    provenance = getattr(model, "provenance", None)
-    return str(provenance.name) if provenance is not None else "an unnamed model"
+    return model.provenance.name if model.provenance is not None else "an unnamed model"
 
 
 def get_model(

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError, InputFileNotFoundError, InputTypeError
+from .modeling.audio_encoder import SAMPLE_RATE  # the model's rate, re-exported for callers of this module
 
 __all__ = [
     "MAX_DENSE_KERNEL",
@@ -29,8 +30,6 @@ __all__ = [
     "resample",
 ]
 
-#: The rate DenseAV's HuBERT audio backbone was trained at.
-SAMPLE_RATE = 16_000
 
 #: Largest dense resampling kernel (``new * (2 * width + orig)`` elements, after dividing both rates by their
 #: gcd) that :func:`resample` builds. Above it an equivalent sparse evaluation is used; odd rates such as

@@ -291,13 +291,16 @@ def _say(args: argparse.Namespace, message: str) -> None:
 
 
 def _check_model_name(name: str) -> None:
-    from .pretrained import find_pretrained, is_repo_id, list_models, looks_like_path
+    from .errors import ModelNotFoundError
+    from .pretrained import list_models, parse_model_ref
 
-    if find_pretrained(name) is None and not is_repo_id(name) and not looks_like_path(name):
+    try:
+        parse_model_ref(name)
+    except ModelNotFoundError:
         raise _UsageError(
             f"unknown model {name!r}; choose one of {', '.join(list_models())} (see `denseav models`), a Hugging "
             "Face repo id 'user/repo', or pass a local checkpoint with --weights"
-        )
+        ) from None
 
 
 def _load_model(args: argparse.Namespace) -> Any:

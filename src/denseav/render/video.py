@@ -91,7 +91,11 @@ class FramePainter:
     """Draws output frames: a picture [H, W, 3] with the colour layers of one moment (or none: a frame without
     sound), laid out "combined" (every head over the picture, with a legend) or "panels" (the plain picture,
     then one panel per head). The layers of the current moment are cached: consecutive frames showing the same
-    moment cost one blend each."""
+    moment cost one blend each.
+
+    size: (height, width) of one panel; rng: the per-head display range [K, 2]; geometry: the grounding's
+    geometry with the picture's (scaled) size as its original size, so maps are sampled straight onto it.
+    """
 
     def __init__(
         self,
