@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import wave
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -260,3 +261,27 @@ def test_registering_the_demo_command_imports_neither_torch_nor_gradio():
         env={**os.environ, "PYTHONPATH": str(src)},
     )
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_page_and_the_examples(tmp_path):
+    pytest.importorskip("setuptools")
+    repo = Path(__file__).resolve().parents[1]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "-q",
+        "--no-deps",
+        "--no-build-isolation",
+        "-w",
+        str(tmp_path),
+        str(repo),
+    ]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    with zipfile.ZipFile(next(tmp_path.glob("denseav-*.whl"))) as wheel:
+        names = set(wheel.namelist())
+    shipped = [p.relative_to(repo / "src").as_posix() for p in (repo / "src/denseav/demo").rglob("*") if p.is_file()]
+    wanted = [n for n in shipped if "__pycache__" not in n]
+    assert [n for n in wanted if n not in names] == []
