@@ -24,6 +24,7 @@ examples:
   denseav models                                      the published models, and which are downloaded
   denseav download sound-language                     fetch weights once, then run offline
   denseav ground img.png a.wav --weights ./my_ckpt    a local checkpoint folder or .ckpt file
+  denseav demo                                        a web page where the heatmaps play with the sound
 
 Models download from the Hugging Face Hub on first use (HF_HOME / HF_HUB_OFFLINE apply).
 """
@@ -272,6 +273,11 @@ def _build_parser() -> _Parser:
     p.add_argument("name", metavar="NAME", help="registry name (see `denseav models`) or Hugging Face repo id")
     p.add_argument("--revision", metavar="REV", help="branch, tag or commit (default: the registry's)")
     p.set_defaults(func=_cmd_download)
+
+    # `denseav demo` lives in its own package (Gradio is imported only when it runs).
+    from .demo.cli import add_parser as add_demo_parser
+
+    add_demo_parser(sub, parents=[model, run])
     return parser
 
 
