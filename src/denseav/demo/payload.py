@@ -29,7 +29,7 @@ from PIL import Image
 
 from ..audio import SAMPLE_RATE
 from ..render import DEFAULT_ALPHA, DEFAULT_THRESHOLD, display_range, head_colors
-from ..render.colors import _normalized
+from ..render.colors import normalized
 from ..result import Grounding
 
 __all__ = ["DISPLAY_WIDTH", "ENVELOPE_COLUMNS", "MIN_DISPLAY_WIDTH", "player_payload", "quantise_maps"]
@@ -45,7 +45,7 @@ def quantise_maps(volume: torch.Tensor, rng: torch.Tensor) -> np.ndarray:
     """[K, T, h, w] raw maps and [K, 2] display ranges -> uint8 [K, T, h, w]: 255 at a head's maximum, 0 at its
     minimum, with `denseav.render`'s normalisation (clamped at 0; a flat head is all zeros)."""
     k, t, h, w = volume.shape
-    v = _normalized(volume.reshape(k, t * h, w), rng)  # render normalises [K, H, W]; steps stacked along H
+    v = normalized(volume.reshape(k, t * h, w), rng)  # render normalises [K, H, W]; steps stacked along H
     return (v * 255).round_().to(torch.uint8).reshape(k, t, h, w).numpy()
 
 
