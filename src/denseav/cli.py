@@ -24,6 +24,7 @@ examples:
   denseav models                                      the published models, and which are downloaded
   denseav download sound-language                     fetch weights once, then run offline
   denseav ground img.png a.wav --weights ./my_ckpt    a local checkpoint folder or .ckpt file
+  denseav demo                                        a web page where the heatmaps play with the sound
 
 Models download from the Hugging Face Hub on first use (HF_HOME / HF_HUB_OFFLINE apply).
 """
@@ -273,10 +274,15 @@ def _build_parser() -> _Parser:
     p.add_argument("--revision", metavar="REV", help="branch, tag or commit (default: the registry's)")
     p.set_defaults(func=_cmd_download)
 
+    # `denseav demo` lives in its own package (Gradio is imported only when it runs).
+    from .demo.cli import add_parser as add_demo_parser
+
+    add_demo_parser(sub, parents=[model, run])
+
     # `denseav eval ...` lives in its own package; only its registration is here.
     from .evaluation.cli import add_parsers as add_eval_parsers
 
-    add_eval_parsers(sub, {"model": model, "run": run})
+    add_eval_parsers(sub, parents=[model, run])
     return parser
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,9 +37,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=8, metavar="N", help="files per model call (default 8)")
 
 
-def add_parsers(subparsers: argparse._SubParsersAction, parents: dict[str, argparse.ArgumentParser]) -> None:
-    """Add ``eval`` with its two tasks; ``parents`` are the main CLI's shared "model" and "run" option groups."""
-    shared = [parents["model"], parents["run"]]
+def add_parsers(subparsers: argparse._SubParsersAction, parents: Sequence[argparse.ArgumentParser]) -> None:
+    """Add ``eval`` with its two tasks; ``parents`` are the main CLI's shared option groups (model, run)."""
+    shared = list(parents)
     p = subparsers.add_parser(
         "eval",
         help="evaluate like the paper: prompted segmentation, retrieval, head disentanglement",

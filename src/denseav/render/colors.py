@@ -37,6 +37,7 @@ __all__ = [
     "colour_layer",
     "display_range",
     "head_colors",
+    "normalized",
 ]
 
 Colour = tuple[int, int, int]
@@ -79,7 +80,7 @@ def display_range(maps: torch.Tensor) -> torch.Tensor:
     return torch.stack([low.masked_fill(empty, 0), high.masked_fill(empty, 0)], dim=1)
 
 
-def _normalized(maps: torch.Tensor, rng: torch.Tensor) -> torch.Tensor:
+def normalized(maps: torch.Tensor, rng: torch.Tensor) -> torch.Tensor:
     """[K, H, W] raw -> [0, 1] with per-head (low, high); a flat head (high == low) shows nothing."""
     lo = rng[:, 0].view(-1, 1, 1)
     span = (rng[:, 1] - rng[:, 0]).view(-1, 1, 1)
@@ -110,7 +111,7 @@ def colour_layer(
     if maps.shape[0] != len(colors):
         raise InputError(f"{maps.shape[0]} map(s) but {len(colors)} colour(s); pass one colour per head")
     maps = maps.float()
-    v = _normalized(maps, rng)
+    v = normalized(maps, rng)
     if winner_take_all and maps.shape[0] > 1:
         # amax + compare, not argmax: torch's argmax over the leading dim is ~10x slower on large frames.
         v = v * (maps >= maps.amax(dim=0, keepdim=True))
