@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .errors import DenseAVError, InputFileNotFoundError, OutputError
+from .paths import check_input_file, check_output_path
 
 EXAMPLES = """\
 examples:
@@ -334,7 +335,6 @@ def _write_json(data: dict[str, Any], target: str, args: argparse.Namespace) -> 
 
 def _check_outputs(args: argparse.Namespace, output: str | None, suffixes: tuple[str, ...], inputs: list[str]) -> None:
     """Every output path is checked before the model loads: a bad path must cost nothing."""
-    from .outputs import check_output_path
 
     if output is not None:
         check_output_path(output, suffixes=suffixes, what="-o", inputs=inputs)
@@ -349,6 +349,8 @@ def _cmd_ground(args: argparse.Namespace) -> int:
     from .api import ground, model_label
     from .render import render_grounding_video, save_png
 
+    check_input_file(args.image, "image")
+    check_input_file(args.audio, "audio")
     _check_outputs(args, args.output, (".png", ".mp4"), [args.image, args.audio])
     model = _load_model(args)
     result = ground(
@@ -389,6 +391,7 @@ def _cmd_video(args: argparse.Namespace) -> int:
     from .video import ground_video
 
     output = args.output or f"{Path(args.input).stem}_denseav.mp4"
+    check_input_file(args.input, "video")
     _check_outputs(args, output, (".mp4", ".mov", ".m4v", ".mkv"), [args.input])
     model = _load_model(args)
     vg = ground_video(
