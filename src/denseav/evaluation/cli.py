@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..cli import _positive_int
-from ..outputs import check_output_path, check_writable_folder
+from ..paths import check_output_path, check_writable_folder
 
 if TYPE_CHECKING:
     from .retrieval import RetrievalResult
