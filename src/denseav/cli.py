@@ -241,6 +241,11 @@ def _build_parser() -> _Parser:
     p.add_argument("name", metavar="NAME", help="registry name (see `denseav models`) or Hugging Face repo id")
     p.add_argument("--revision", metavar="REV", help="branch, tag or commit (default: the registry's)")
     p.set_defaults(func=_cmd_download)
+
+    # Corpus commands (index, search, batch) live in their own package.
+    from .corpus.cli import add_parsers
+
+    add_parsers(sub, {"run": run, "model": model, "inputs": inputs})
     return parser
 
 

@@ -1,0 +1,150 @@
+"""`score_matrix`: the original's score for every (clip, image) pair, from features encoded once.
+
+Each clip meets a chunk of images through the model's own `similarity` (the clip broadcasts over the chunk)
+and `similarity.score` (element-wise max over heads, max over space, masked mean over time; the spec's
+section 5), so the numbers are the ones `ground(...).score` gives. Chunks are sized so the similarity volume
+and its temporaries stay under `max_memory` bytes whatever the number of pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..api import EncodedAudio, EncodedImage, encode_audio, encode_image
+from ..errors import InputError
+from ..modeling import DenseAV
+from .store import FeatureStore, StoredItem
+
+DEFAULT_MAX_MEMORY = 512 * 1024**2
+# Bytes per float32 element of one pair's similarity volume held at once: the product, the masked copy and the
+# head maximum of the aggregation (measured on the CPU path; the GPU path holds the same tensors).
+_VOLUME_COPIES = 3
+
+
+@dataclass(frozen=True)
+class _Features:
+    """One encoded item as score_matrix uses it: features [n, C], cls [C] or None, mask [T] for audio."""
+
+    features: torch.Tensor
+    cls: torch.Tensor | None
+    mask: torch.Tensor | None = None
+
+
+def _image_side(images: Any, model: DenseAV) -> list[_Features]:
+    if isinstance(images, FeatureStore):
+        return [_Features(it.features, it.cls) for it in images.items("image")]
+    items = list(images) if isinstance(images, (list, tuple)) else [images]
+    raw = [i for i, x in enumerate(items) if not isinstance(x, (EncodedImage, StoredItem))]
+    if raw:
+        for i, e in zip(raw, encode_image([items[i] for i in raw], model=model)):  # type: ignore[arg-type]
+            items[i] = e
+    out = []
+    for x in items:
+        if isinstance(x, StoredItem):
+            if x.kind != "image":
+                raise InputError(f"{x.id} is a sound window; pass it on the audio side")
+            out.append(_Features(x.features, x.cls))
+        else:
+            f = x.features
+            out.append(_Features(f.features[0], None if f.cls is None else f.cls[0]))
+    return out
+
+
+def _audio_side(audios: Any, model: DenseAV) -> list[_Features]:
+    if isinstance(audios, FeatureStore):
+        return [_Features(it.features, it.cls, it.mask) for it in audios.items("audio")]
+    items = list(audios) if isinstance(audios, (list, tuple)) else [audios]
+    raw = [i for i, x in enumerate(items) if not isinstance(x, (EncodedAudio, StoredItem))]
+    if raw:
+        for i, e in zip(raw, encode_audio([items[i] for i in raw], model=model)):  # type: ignore[arg-type]
+            items[i] = e
+    out = []
+    for x in items:
+        if isinstance(x, StoredItem):
+            if x.kind != "audio":
+                raise InputError(f"{x.id} is an image or frame; pass it on the image side")
+            out.append(_Features(x.features, x.cls, x.mask))
+        else:
+            f = x.features
+            out.append(_Features(f.features[0], None if f.cls is None else f.cls[0], f.mask[0]))
+    return out
+
+
+def score_features(
+    model: DenseAV,
+    images: Sequence[_Features],
+    audios: Sequence[_Features],
+    *,
+    per_head: bool = False,
+    max_memory: int = DEFAULT_MAX_MEMORY,
+) -> torch.Tensor:
+    """[A, V] (or [A, V, K]) float32 scores of already-encoded features; see `score_matrix`."""
+    k = model.config.num_heads
+    out = torch.empty((len(audios), len(images), k) if per_head else (len(audios), len(images)))
+    if not images or not audios:
+        return out
+    device = model.device
+    longest = max(a.features.shape[0] for a in audios)
+    groups: dict[int, list[int]] = {}
+    for v, img in enumerate(images):
+        groups.setdefault(img.features.shape[0], []).append(v)  # same grid -> one stack
+    with torch.inference_mode():
+        for n, members in groups.items():
+            per_image = 4 * (_VOLUME_COPIES * k * longest * n + 2 * n * images[members[0]].features.shape[1])
+            chunk = max(1, max_memory // per_image)
+            for lo in range(0, len(members), chunk):
+                idx = members[lo : lo + chunk]
+                feats = torch.stack([images[v].features for v in idx]).to(device, torch.float32)
+                cls = None
+                if images[idx[0]].cls is not None:
+                    cls = torch.stack([images[v].cls for v in idx]).to(device, torch.float32)  # type: ignore[misc]
+                for a, clip in enumerate(audios):
+                    out[a, idx] = _one_clip(model, feats, cls, clip, per_head).cpu()
+    return out
+
+
+def _one_clip(
+    model: DenseAV, images: torch.Tensor, images_cls: torch.Tensor | None, clip: _Features, per_head: bool
+) -> torch.Tensor:
+    """Scores of one clip against a stack of images, through the model's own similarity and aggregation."""
+    assert clip.mask is not None
+    device = images.device
+    audio = clip.features.to(device, torch.float32)[None]
+    mask = clip.mask.to(device)[None]
+    audio_cls = None if clip.cls is None else clip.cls.to(device, torch.float32)[None]
+    sims = model.similarity(images, audio, audio_mask=mask, image_cls=images_cls, audio_cls=audio_cls)
+    return model.similarity.score(sims, mask.expand(images.shape[0], -1), per_head=per_head)
+
+
+def score_matrix(
+    images: Any,
+    audios: Any,
+    *,
+    model: DenseAV | None = None,
+    per_head: bool = False,
+    max_memory: int = DEFAULT_MAX_MEMORY,
+) -> torch.Tensor:
+    """The original's score for every (clip, image) pair: float32 [A, V], or [A, V, heads] with `per_head`.
+
+    images / audios: lists of `EncodedImage` / `EncodedAudio`, of stored items (`FeatureStore.items()`), of raw
+        inputs (paths, arrays; encoded once here), or a `FeatureStore` (all its images and frames, or all its
+        sound windows, in store order).
+    model: needed to encode raw inputs and for the similarity; defaults to a store's own model.
+    max_memory: bytes the similarity volumes may hold at once (default 512 MB); inputs are not counted.
+    Equal to `ground(image, audio).score` for each pair (the same code runs), at the cost of A + V encodings.
+    """
+    if model is None:
+        store = images if isinstance(images, FeatureStore) else audios if isinstance(audios, FeatureStore) else None
+        if store is None:
+            raise InputError("score_matrix needs model=... (a loaded DenseAV) unless one side is a FeatureStore")
+        model = store.load_model()
+    for side in (images, audios):
+        if isinstance(side, FeatureStore):
+            side.check_model_of(model)
+    return score_features(
+        model, _image_side(images, model), _audio_side(audios, model), per_head=per_head, max_memory=max_memory
+    )
