@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from _media import make_clip, write_wav
 from PIL import Image
+
+from _media import make_clip, write_wav
 
 # What `make_corpus` holds, for assertions: good items and the ids that must fail.
 IMAGES = ("img0.png", "img1.png", "sub/img2.jpg")

@@ -8,10 +8,10 @@ import shutil
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from _corpus import BAD_IDS, expected_ids, make_corpus
-from _fixtures import PARITY_DIRS
 
 import denseav
+from _corpus import BAD_IDS, expected_ids, make_corpus
+from _fixtures import PARITY_DIRS
 from denseav.corpus import FeatureStore, IndexFailedError, StoreModelMismatchError, index
 from denseav.corpus.store import FeatureStore as StoreClass
 from denseav.errors import InputError, OutputError

@@ -15,7 +15,7 @@ from .peaks import HeadPeak
 from .score import score_matrix
 from .search import SearchHit, search
 from .sources import IndexOptions
-from .store import FeatureStore, StoreModelMismatchError, StoredItem
+from .store import FeatureStore, StoredItem, StoreModelMismatchError
 
 __all__ = [
     "BatchSummary",

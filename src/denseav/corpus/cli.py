@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
 from ..cli import _load_model, _positive_float, _positive_int, _say, _UsageError
+from ..errors import InputError
 
 EXAMPLES = {
     "index": "examples:\n  denseav index videos/ photos/*.jpg --out store/\n"
@@ -33,14 +33,25 @@ def add_parsers(sub: Any, parents: dict[str, argparse.ArgumentParser]) -> None:
         epilog=EXAMPLES["index"],
         formatter_class=fmt,
     )
-    p.add_argument("sources", nargs="+", metavar="SOURCE", help="folder, glob, media file, or manifest (.csv/.jsonl/.parquet)")
+    p.add_argument(
+        "sources", nargs="+", metavar="SOURCE", help="folder, glob, media file, or manifest (.csv/.jsonl/.parquet)"
+    )
     p.add_argument("--out", required=True, metavar="STORE", help="the store folder (created, or resumed)")
     p.add_argument("--fps", type=_positive_float, default=1.0, metavar="F", help="video frames per second (default 1)")
-    p.add_argument("--window", type=_positive_float, default=10.0, metavar="S", help="sound window seconds (default 10)")
+    p.add_argument(
+        "--window", type=_positive_float, default=10.0, metavar="S", help="sound window seconds (default 10)"
+    )
     p.add_argument("--hop", type=_positive_float, default=5.0, metavar="S", help="seconds between windows (default 5)")
     p.add_argument("--batch-size", type=_positive_int, default=8, metavar="N", help="images per model call (default 8)")
-    p.add_argument("--shard-size", type=_positive_int, default=256, metavar="N", help="items per Parquet shard (default 256)")
-    p.add_argument("--engine", choices=("local", "ray"), default="local", help="local (default) or ray (pip install 'denseav[ray]')")
+    p.add_argument(
+        "--shard-size", type=_positive_int, default=256, metavar="N", help="items per Parquet shard (default 256)"
+    )
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local (default) or ray (pip install 'denseav[ray]')",
+    )
     p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: start a local one)")
     p.add_argument("--workers", type=_positive_int, metavar="N", help="Ray actors (default: one per GPU, else per CPU)")
     p.add_argument("--strict", action="store_true", help="exit with an error if any item failed")
@@ -80,7 +91,15 @@ def add_parsers(sub: Any, parents: dict[str, argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_cmd_batch)
 
 
+def _need_pyarrow() -> None:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise InputError("the corpus commands (index, search, batch) need pyarrow: pip install pyarrow") from None
+
+
 def _cmd_index(args: argparse.Namespace) -> int:
+    _need_pyarrow()
     from .indexing import index
     from .sources import expand_sources
 
@@ -93,18 +112,33 @@ def _cmd_index(args: argparse.Namespace) -> int:
         raise InputError(f"nothing to index: no image, sound or video files in {' '.join(args.sources)}")
     net = _load_model(args)
     summary = index(
-        entries, args.out, model=net, fps=args.fps, window=args.window, hop=args.hop,
-        image_size=args.image_size, channel=args.channel, normalize=not args.raw_audio,
-        batch_size=args.batch_size, shard_size=args.shard_size, engine=args.engine, address=args.address,
-        workers=args.workers, strict=args.strict, progress=not args.quiet,
-    )  # fmt: skip
+        entries,
+        args.out,
+        model=net,
+        fps=args.fps,
+        window=args.window,
+        hop=args.hop,
+        image_size=args.image_size,
+        channel=args.channel,
+        normalize=not args.raw_audio,
+        batch_size=args.batch_size,
+        shard_size=args.shard_size,
+        engine=args.engine,
+        address=args.address,
+        workers=args.workers,
+        strict=args.strict,
+        progress=not args.quiet,
+    )
     print(summary)
     if summary.errors:
-        _say(args, f"{summary.errors} item(s) failed; see FeatureStore.open({args.out!r}).errors() or {args.out}/errors/")
+        _say(
+            args, f"{summary.errors} item(s) failed; see FeatureStore.open({args.out!r}).errors() or {args.out}/errors/"
+        )
     return 0
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
+    _need_pyarrow()
     from ..outputs import check_output_path, check_writable_folder
     from .search import encode_query, save_hit_pngs, search
     from .store import FeatureStore
@@ -120,9 +154,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     else:
         _say(args, f"loading the store's model {store.identity.name} ...")
         net = store.load_model(device=args.device, dtype=args.dtype)
-    query = encode_query(
-        net, args.audio, args.image, None, args.channel, not args.raw_audio, args.image_size
-    )
+    query = encode_query(net, args.audio, args.image, None, args.channel, not args.raw_audio, args.image_size)
     hits = search(store, audio=query if args.audio else None, image=query if args.image else None, k=args.k, model=net)
     out = sys.stderr if args.json == "-" else sys.stdout
     for h in hits:
@@ -142,6 +174,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
+    _need_pyarrow()
     from ..outputs import check_output_path
     from .batch import ground_pairs, read_pairs
 
@@ -149,8 +182,15 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     read_pairs(Path(args.pairs))  # a bad manifest fails before the model loads
     net = _load_model(args)
     summary = ground_pairs(
-        args.pairs, args.out, model=net, maps=args.maps, image_size=args.image_size, channel=args.channel,
-        normalize=not args.raw_audio, strict=args.strict, progress=not args.quiet,
-    )  # fmt: skip
+        args.pairs,
+        args.out,
+        model=net,
+        maps=args.maps,
+        image_size=args.image_size,
+        channel=args.channel,
+        normalize=not args.raw_audio,
+        strict=args.strict,
+        progress=not args.quiet,
+    )
     print(summary)
     return 0

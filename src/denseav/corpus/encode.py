@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -87,9 +86,17 @@ def _audio_row(model: DenseAV, item: PreparedItem, identity: ModelIdentity) -> d
 def _encode_failure(item: PreparedItem, e: BaseException) -> ItemFailure:
     message = " ".join(str(e).split()) or type(e).__name__
     return ItemFailure(
-        item.id, item.kind, item.media, item.source, item.start, item.end, item.content_hash, "encode",
-        type(e).__name__, message,
-    )  # fmt: skip
+        item.id,
+        item.kind,
+        item.media,
+        item.source,
+        item.start,
+        item.end,
+        item.content_hash,
+        "encode",
+        type(e).__name__,
+        message,
+    )
 
 
 def encode_items(
@@ -127,7 +134,3 @@ def encode_items(
                     failures.append(_encode_failure(it, e))
     return rows, failures
 
-
-def drop_payload(item: PreparedItem) -> PreparedItem:
-    """The item without its tensors (what is kept once it is encoded)."""
-    return replace(item, pixels=None, waveform=None)

@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -90,8 +91,8 @@ def index(
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     options = IndexOptions(fps, window, hop, image_size, channel, normalize)
-    listed = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
-    entries = listed if all(isinstance(s, MediaEntry) for s in listed) else expand_sources(listed)
+    listed: list[Any] = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    entries: list[MediaEntry] = listed if all(isinstance(s, MediaEntry) for s in listed) else expand_sources(listed)
     if not entries:
         raise InputError(f"nothing to index: no image, sound or video files in {', '.join(map(str, listed))}")
     out_path = Path(out).expanduser()
@@ -112,9 +113,18 @@ def index(
 
                 model_ref = getattr(net, "name", None) if not isinstance(model, (str, os.PathLike)) else model
                 run_ray(
-                    entries, writer, str(model_ref), identity, options, done, bar,
-                    revision=revision, batch_size=batch_size, address=address, workers=workers,
-                )  # fmt: skip
+                    entries,
+                    writer,
+                    str(model_ref),
+                    identity,
+                    options,
+                    done,
+                    bar,
+                    revision=revision,
+                    batch_size=batch_size,
+                    address=address,
+                    workers=workers,
+                )
     finally:
         bar.close()
     summary = IndexSummary(store, len(entries), bar.items, bar.skipped, bar.errors, bar.elapsed)

@@ -30,7 +30,9 @@ class Progress:
         self.skipped += skipped
         self.errors += errors
         if self._bar is not None:
-            self._bar.set_postfix_str(f"{self.items} items, {self.rate:.2f} items/s, {self.errors} errors", refresh=False)
+            self._bar.set_postfix_str(
+                f"{self.items} items, {self.rate:.2f} items/s, {self.errors} errors", refresh=False
+            )
             self._bar.update(sources)
         elif self.enabled and time.perf_counter() - self._last_log >= LOG_INTERVAL_SECONDS:
             self._last_log = time.perf_counter()

@@ -66,11 +66,13 @@ def encode_query(
         raise InputError("search needs exactly one query: audio=... (finds images and frames) or image=... (sounds)")
     if isinstance(audio, EncodedAudio) or isinstance(image, EncodedImage):
         return audio if audio is not None else image
+    query: Any
     if audio is not None:
         query = encode_audio(audio, model=net, sample_rate=sample_rate, channel=channel, normalize=normalize)
     else:
         query = encode_image(image, model=net, image_size=image_size)
-    assert isinstance(query, (EncodedAudio, EncodedImage))
+    if not isinstance(query, (EncodedAudio, EncodedImage)):
+        raise InputError("search takes one query, not a list; search once per query")
     return query
 
 
@@ -94,14 +96,15 @@ def search(
         raise InputError(f"k must be a positive number of results, got {k!r}")
     net = store.load_model(model, device=device, dtype=dtype)
     query = encode_query(net, audio, image, sample_rate, channel, normalize, image_size)
-    f = query.features
     if isinstance(query, EncodedAudio):
-        side = _Features(f.features[0], None if f.cls is None else f.cls[0], f.mask[0])
+        a = query.features
+        side = _Features(a.features[0], None if a.cls is None else a.cls[0], a.mask[0])
         target = "image"
     else:
-        side = _Features(f.features[0], None if f.cls is None else f.cls[0])
+        i = query.features
+        side = _Features(i.features[0], None if i.cls is None else i.cls[0])
         target = "audio"
-    best: list[tuple[float, str, StoredItem]] = []  # a min-heap of the k best so far
+    best: list[tuple[float, tuple[int, ...], StoredItem]] = []  # a min-heap of the k best so far
     for batch in store.batches(target):
         stored = [_Features(it.features, it.cls, it.mask) for it in batch]
         if target == "image":
@@ -109,13 +112,15 @@ def search(
         else:
             scores = score_features(net, [side], stored)[:, 0]
         for it, s in zip(batch, scores.tolist()):
-            entry = (s, _reverse(it.id), it)
+            entry: tuple[float, tuple[int, ...], StoredItem] = (s, _reverse(it.id), it)
             if len(best) < k:
                 heapq.heappush(best, entry)
             elif entry[:2] > best[0][:2]:
                 heapq.heapreplace(best, entry)
     if not best:
-        raise InputError(f"{store.path} holds no {'images or frames' if target == 'image' else 'sound windows'} to search")
+        raise InputError(
+            f"{store.path} holds no {'images or frames' if target == 'image' else 'sound windows'} to search"
+        )
     ranked = sorted(best, key=lambda e: (-e[0], e[2].id))
     return [_hit(net, query, rank, s, it) for rank, (s, _, it) in enumerate(ranked, 1)]
 

@@ -126,8 +126,8 @@ def expand_sources(sources: list[str | os.PathLike[str]]) -> list[MediaEntry]:
                 raise InputError(f"{text}: not an image, sound, video or manifest (.csv/.jsonl/.parquet) file")
             entries.append(MediaEntry(str(p), text, media))
         elif glob.has_magic(text):
-            files = sorted(f for f in glob.glob(os.path.expanduser(text), recursive=True) if media_type(f))
-            entries += [MediaEntry(f, Path(f).as_posix(), media_type(f) or "") for f in files]
+            matches = sorted(f for f in glob.glob(os.path.expanduser(text), recursive=True) if media_type(f))
+            entries += [MediaEntry(f, Path(f).as_posix(), media_type(f) or "") for f in matches]
         else:
             raise InputFileNotFoundError(f"{text}: no such file, folder or matching glob; check the path")
     seen: dict[tuple[str, float | None, float | None], MediaEntry] = {}
@@ -202,9 +202,20 @@ def read_manifest(path: Path, columns: tuple[str, ...] = ("path",)) -> list[Medi
 Skip = Callable[[str, str], bool]
 
 
-def _failure(entry: MediaEntry, item_id: str, kind: str, digest: str | None, e: BaseException, **span) -> ItemFailure:
+def _failure(
+    entry: MediaEntry,
+    item_id: str,
+    kind: str,
+    digest: str | None,
+    e: BaseException,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+) -> ItemFailure:
+    """The failure of one item (its own span) or of a whole entry (the entry's span)."""
     message = " ".join(str(e).split()) or type(e).__name__
-    start, end = span.get("start", entry.start), span.get("end", entry.end)
+    if start is None and end is None:
+        start, end = entry.start, entry.end
     return ItemFailure(item_id, kind, entry.media, entry.path, start, end, digest, "decode", type(e).__name__, message)
 
 
@@ -284,7 +295,9 @@ def window_spans(duration: float, window: float, hop: float) -> list[tuple[float
         start += hop
 
 
-def _sound_windows(entry: MediaEntry, digest: str, options: IndexOptions, min_samples: int, skip: Skip) -> Iterator[Any]:
+def _sound_windows(
+    entry: MediaEntry, digest: str, options: IndexOptions, min_samples: int, skip: Skip
+) -> Iterator[Any]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # silence is reported per window below, as an item error

@@ -72,12 +72,19 @@ class StoredItem:
             )
             grid = (row["grid_h"], row["grid_w"])
         return cls(
-            row["id"], row["kind"], row["media"], row["source"], row["start"], row["end"], features,
+            row["id"],
+            row["kind"],
+            row["media"],
+            row["source"],
+            row["start"],
+            row["end"],
+            features,
             None if row["cls"] is None else tensor_from_bytes(row["cls"], (c,)),
             None if row["mask"] is None else torch.tensor(row["mask"], dtype=torch.bool),
             None if row["times"] is None else torch.tensor(row["times"], dtype=torch.float32),
-            geometry, grid,
-        )  # fmt: skip
+            geometry,
+            grid,
+        )
 
     def encoded(self) -> EncodedImage | EncodedAudio:
         """The item as `encode_image` / `encode_audio` would have returned it (float32 features, batch of one)."""
@@ -126,7 +133,7 @@ class ShardWriter:
     def __enter__(self) -> ShardWriter:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         # Complete rows are worth keeping on a normal end and on Ctrl-C; after an error in the writing itself
         # the buffered rows are dropped (the resume re-encodes them).
         if exc_type is None or issubclass(exc_type, KeyboardInterrupt):
@@ -159,7 +166,9 @@ class FeatureStore:
         return cls(p, ModelIdentity.from_dict(meta["model"]), options, meta)
 
     @classmethod
-    def create_or_open(cls, path: str | os.PathLike[str], identity: ModelIdentity, options: IndexOptions) -> FeatureStore:
+    def create_or_open(
+        cls, path: str | os.PathLike[str], identity: ModelIdentity, options: IndexOptions
+    ) -> FeatureStore:
         """The store at `path` for adding items: created if new, else checked to match model and options."""
         p = Path(path).expanduser()
         if (p / STORE_FILE).is_file():

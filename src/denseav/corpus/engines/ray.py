@@ -18,7 +18,7 @@ from ...errors import InputError
 from ..progress import Progress
 from ..provenance import ModelIdentity
 from ..schema import ERRORS_SCHEMA, ITEMS_SCHEMA
-from ..sources import IndexOptions, MediaEntry
+from ..sources import IndexOptions, ItemFailure, MediaEntry, PreparedItem
 from ..store import ShardWriter
 
 # One schema for everything an actor sends back: item rows, error rows and one marker row per finished source,
@@ -34,11 +34,9 @@ OUTPUT_SCHEMA = pa.schema(
 def _import_ray() -> Any:
     try:
         import ray
-        import ray.data  # noqa: F401
+        import ray.data
     except ImportError as e:
-        raise InputError(
-            "the ray engine needs Ray Data: pip install 'denseav[ray]' (or use --engine local)"
-        ) from e
+        raise InputError("the ray engine needs Ray Data: pip install 'denseav[ray]' (or use --engine local)") from e
     return ray
 
 
@@ -76,12 +74,13 @@ class EncodeActor:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         from ..encode import encode_items, failure_row
-        from ..sources import ItemFailure, decode_entry
+        from ..sources import decode_entry
 
         out: list[dict[str, Any]] = []
         for row in batch.to_pylist():
             entry = MediaEntry(**row)
-            prepared, failures = [], []
+            prepared: list[PreparedItem] = []
+            failures: list[ItemFailure] = []
             for item in decode_entry(entry, self.options, self.model.min_audio_samples, self._skip):
                 (failures if isinstance(item, ItemFailure) else prepared).append(item)
             rows, encode_failures = encode_items(self.model, prepared, self.identity, batch_size=self.batch_size)
