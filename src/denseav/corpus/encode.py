@@ -133,4 +133,3 @@ def encode_items(
                 except Exception as e:
                     failures.append(_encode_failure(it, e))
     return rows, failures
-
