@@ -12,6 +12,7 @@ and writes Parquet shards. Overhead = index time / loop time - 1 (target <= 10%)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -26,21 +27,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from PIL import Image
 
 from _media import write_wav
-from bench import fixtures_root, generate_weights, weights_complete
+from bench import _header_for, fixtures_root, generate_weights, weights_complete
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def full_size_weights(weights_dir: Path) -> Path:
     manifest = json.loads((fixtures_root() / "keys" / "sound_language_two_head.json").read_text())
-    if not weights_complete(weights_dir, manifest):
-        print(f"writing random full-size weights to {weights_dir} (once, about 1.4 GB)", file=sys.stderr)
+    header, data_bytes = _header_for(manifest["keys"])
+    written = weights_dir / "model.safetensors"
+    if weights_complete(weights_dir, manifest) or (
+        written.is_file() and written.stat().st_size == 8 + len(header) + data_bytes
+    ):
+        return weights_dir
+    print(f"writing random full-size weights to {weights_dir} (once, about 1.4 GB)", file=sys.stderr)
+    # bench.py's read-back check iterates `safe_open`, which newer safetensors no longer allows (TypeError); the
+    # file itself is complete by then (checked by size above on the next run, and by denseav.load's strict load).
+    with contextlib.suppress(TypeError):
         generate_weights(weights_dir, manifest)
     return weights_dir
 
 
 def make_media(root: Path, images: int, clips: int, clip_seconds: float) -> tuple[list[Path], list[Path]]:
     rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
     image_paths, clip_paths = [], []
     for i in range(images):
         image_paths.append(root / f"img{i:04d}.jpg")
@@ -67,6 +77,18 @@ def plain_loop(model, images: list[Path], clips: list[Path], window: float, hop:
             denseav.encode_audio(piece, model=model, sample_rate=SAMPLE_RATE)
             n += 1
     return time.perf_counter() - start, n
+
+
+def bytes_per_item(store: Path, kind: str) -> float:
+    """Bytes on disk per item of one kind: a store holding only that kind's rows, written the same way."""
+    import pyarrow.parquet as pq
+
+    from denseav.corpus import FeatureStore
+
+    table = FeatureStore.open(store).table(kind=kind)
+    probe = store.parent / f"probe_{kind}.parquet"
+    pq.write_table(table, probe, compression="zstd")
+    return probe.stat().st_size / max(1, table.num_rows)
 
 
 def main() -> int:
@@ -101,6 +123,11 @@ def main() -> int:
             print(
                 f"{dtype:9s} plain loop {n / loop_s:6.3f} items/s ({loop_s:6.1f} s) | index {n / index_s:6.3f} "
                 f"items/s ({index_s:6.1f} s) | overhead {100 * (index_s / loop_s - 1):+5.1f}%"
+            )
+            store = root / f"store_{dtype}"
+            print(
+                f"          store: {bytes_per_item(store, 'image'):,.0f} B per image, "
+                f"{bytes_per_item(store, 'audio'):,.0f} B per 10 s window (Parquet, zstd)"
             )
             del model
     return 0

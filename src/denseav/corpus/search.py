@@ -20,6 +20,10 @@ from .score import _Features, score_features
 from .store import FeatureStore, StoredItem
 
 
+# Stored items scored per step: 128 full-size frames are about 77 MB of float16 features (plus Arrow's copy).
+_BATCH_ROWS = 128
+
+
 @dataclass(frozen=True)
 class SearchHit:
     """One result: `score` is the original's aggregate (as `ground().score`); `peaks` one per head.
@@ -105,7 +109,7 @@ def search(
         side = _Features(i.features[0], None if i.cls is None else i.cls[0])
         target = "audio"
     best: list[tuple[float, tuple[int, ...], StoredItem]] = []  # a min-heap of the k best so far
-    for batch in store.batches(target):
+    for batch in store.batches(target, batch_rows=_BATCH_ROWS):
         stored = [_Features(it.features, it.cls, it.mask) for it in batch]
         if target == "image":
             scores = score_features(net, stored, [side])[0]
