@@ -16,14 +16,13 @@ import torch
 from _fixtures import PARITY_DIRS
 from denseav.audio import (
     SAMPLE_RATE,
-    AudioFileNotFoundError,
     _frame_to_float32,
     decode_audio,
     normalize_waveform,
     prepare_audio,
     resample,
 )
-from denseav.errors import InputError
+from denseav.errors import InputError, InputFileNotFoundError
 
 # ----------------------------------------------------------------------------------------------- helpers
 
@@ -269,7 +268,7 @@ def test_video_audio_track(tmp_path: Path) -> None:
 
 def test_missing_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.wav"
-    with pytest.raises(AudioFileNotFoundError, match="nope.wav"):
+    with pytest.raises(InputFileNotFoundError, match="nope.wav"):
         decode_audio(missing)
     with pytest.raises(FileNotFoundError):
         prepare_audio(str(missing))

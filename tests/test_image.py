@@ -27,6 +27,8 @@ from denseav.image import (
 
 FIXTURES = [p for p in PARITY_DIRS if (p / "image.png").is_file()]
 
+PATCH = 8  # the ViT patch of the published models and of the fixtures
+
 
 def _picture(h: int = 37, w: int = 53, seed: int = 0) -> np.ndarray:
     """A deterministic RGB uint8 picture with some structure (not pure noise)."""
@@ -61,7 +63,7 @@ def test_preprocess_matches_model_input(fixture: Path) -> None:
 
     expected = load_file(str(fixture / "expected.safetensors"))
     frames = expected["image.frames"][0, 0]
-    pixels, geom = preprocess_image(str(fixture / "image.png"))
+    pixels, geom = preprocess_image(str(fixture / "image.png"), patch_size=PATCH)
     assert pixels.dtype == torch.float32
     assert pixels.shape == frames.shape
     torch.testing.assert_close(pixels, frames, atol=1e-6, rtol=0)
@@ -94,9 +96,9 @@ def test_all_input_types_agree(tmp_path: Path) -> None:
     }
     for name, value in inputs.items():
         assert torch.equal(to_rgb_uint8(value), reference), name
-    ref_pixels, ref_geom = preprocess_image(path)
+    ref_pixels, ref_geom = preprocess_image(path, patch_size=PATCH)
     for name, value in inputs.items():
-        pixels, geom = preprocess_image(value)
+        pixels, geom = preprocess_image(value, patch_size=PATCH)
         assert geom == ref_geom, name
         assert torch.equal(pixels, ref_pixels), name
 
@@ -223,7 +225,7 @@ def test_text_file_named_png(tmp_path: Path) -> None:
     path = tmp_path / "fake.png"
     path.write_text("this is not an image\n")
     with pytest.raises(InputError, match="could not read an image from"):
-        preprocess_image(path)
+        preprocess_image(path, patch_size=PATCH)
 
 
 def test_truncated_png(tmp_path: Path) -> None:
@@ -244,32 +246,32 @@ def test_directory_is_not_an_image(tmp_path: Path) -> None:
 def test_tiny_image_native_resolution_is_rejected() -> None:
     tiny = np.zeros((5, 5, 3), dtype=np.uint8)
     with pytest.raises(InputError, match="8x8"):
-        preprocess_image(tiny, image_size=None)
+        preprocess_image(tiny, image_size=None, patch_size=PATCH)
     # With the default size it is upscaled and therefore fine.
-    pixels, geom = preprocess_image(tiny)
+    pixels, geom = preprocess_image(tiny, patch_size=PATCH)
     assert pixels.shape == (3, 224, 224) and geom.grid_size == (28, 28)
     # Native resolution, one side too short.
     with pytest.raises(InputError, match="at least 8x8"):
-        preprocess_image(np.zeros((7, 100), dtype=np.uint8), image_size=None)
+        preprocess_image(np.zeros((7, 100), dtype=np.uint8), image_size=None, patch_size=PATCH)
 
 
 def test_extremely_elongated_image_is_rejected() -> None:
     # 2 x 2000 upscaled to a 224 short side would be 224 x 224000.
     with pytest.raises(InputError, match="crop"):
-        preprocess_image(np.zeros((2, 2000, 3), dtype=np.uint8))
+        preprocess_image(np.zeros((2, 2000, 3), dtype=np.uint8), patch_size=PATCH)
     with pytest.raises(InputError, match=str(MAX_LONG_SIDE)):
-        preprocess_image(np.zeros((8, MAX_LONG_SIDE + 8), dtype=np.uint8), image_size=None)
+        preprocess_image(np.zeros((8, MAX_LONG_SIDE + 8), dtype=np.uint8), image_size=None, patch_size=PATCH)
 
 
 @pytest.mark.parametrize("bad", [100, 0, -8, 7, 225, True, 224.0, "224"])
 def test_bad_image_size(bad: object) -> None:
     with pytest.raises(InputError, match="multiple"):
-        preprocess_image(np.zeros((32, 32, 3), dtype=np.uint8), image_size=bad)  # type: ignore[arg-type]
+        preprocess_image(np.zeros((32, 32, 3), dtype=np.uint8), image_size=bad, patch_size=PATCH)  # type: ignore[arg-type]
 
 
 def test_bad_image_size_suggests_neighbours() -> None:
     with pytest.raises(InputError, match="96 or 104"):
-        preprocess_image(np.zeros((32, 32, 3), dtype=np.uint8), image_size=100)
+        preprocess_image(np.zeros((32, 32, 3), dtype=np.uint8), image_size=100, patch_size=PATCH)
 
 
 @pytest.mark.parametrize(
@@ -324,7 +326,7 @@ def test_crop_to_multiple_is_top_left() -> None:
 
 def test_normalisation_constants() -> None:
     white = np.full((16, 16, 3), 255, dtype=np.uint8)
-    pixels, _ = preprocess_image(white, image_size=None)
+    pixels, _ = preprocess_image(white, image_size=None, patch_size=PATCH)
     expected = [(1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]
     torch.testing.assert_close(pixels[:, 0, 0], torch.tensor(expected), atol=1e-6, rtol=0)
 
@@ -358,7 +360,7 @@ def _expected_box(g: int, n_cells: int, resized: int, original: int) -> tuple[fl
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_peak_lands_in_its_patch(size: tuple[int, int]) -> None:
     h0, w0 = size
-    _, geom = preprocess_image(np.zeros((h0, w0, 3), dtype=np.uint8))
+    _, geom = preprocess_image(np.zeros((h0, w0, 3), dtype=np.uint8), patch_size=PATCH, max_long_side=4096)
     h, w = geom.grid_size
     hr, wr = geom.resized_size
     cells = {(0, 0), (0, w - 1), (h - 1, 0), (h - 1, w - 1), (h // 2, w // 2), (h // 3, (2 * w) // 3)}
@@ -392,7 +394,7 @@ def test_peak_lands_in_its_patch(size: tuple[int, int]) -> None:
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_constant_map_stays_constant(size: tuple[int, int]) -> None:
-    _, geom = preprocess_image(np.zeros((*size, 3), dtype=np.uint8))
+    _, geom = preprocess_image(np.zeros((*size, 3), dtype=np.uint8), patch_size=PATCH, max_long_side=4096)
     maps = torch.full((2, 3, *geom.grid_size), 0.375)
     for mode in ("bilinear", "bicubic", "nearest"):
         out = maps_to_original(maps, geom, mode=mode)
@@ -402,7 +404,7 @@ def test_constant_map_stays_constant(size: tuple[int, int]) -> None:
 
 def test_sampling_convention_exact() -> None:
     # Identity geometry (224x224, no resize, no crop): pixel j samples grid coordinate (j + 0.5) / 8 - 0.5.
-    geom = ImageGeometry(original_size=(224, 224), resized_size=(224, 224), input_size=(224, 224))
+    geom = ImageGeometry(original_size=(224, 224), resized_size=(224, 224), input_size=(224, 224), patch_size=PATCH)
     ramp = torch.arange(28, dtype=torch.float64).view(1, 28).expand(28, 28)
     out = maps_to_original(ramp, geom)
     assert out.dtype == torch.float64
@@ -413,7 +415,7 @@ def test_sampling_convention_exact() -> None:
 
 def test_cropped_strip_gets_edge_values() -> None:
     # 213x330 -> resized 224x347 -> input 224x344: the right 3 resized columns were cropped.
-    _, geom = preprocess_image(np.zeros((213, 330, 3), dtype=np.uint8))
+    _, geom = preprocess_image(np.zeros((213, 330, 3), dtype=np.uint8), patch_size=PATCH, max_long_side=4096)
     h, w = geom.grid_size
     maps = torch.arange(w, dtype=torch.float32).view(1, w).expand(h, w).contiguous()
     out = maps_to_original(maps, geom)
@@ -425,7 +427,7 @@ def test_cropped_strip_gets_edge_values() -> None:
 
 
 def test_maps_shape_mismatch() -> None:
-    geom = ImageGeometry(original_size=(100, 100), resized_size=(224, 224), input_size=(224, 224))
+    geom = ImageGeometry(original_size=(100, 100), resized_size=(224, 224), input_size=(224, 224), patch_size=PATCH)
     with pytest.raises(InputError, match="grid"):
         maps_to_original(torch.zeros(27, 28), geom)
     with pytest.raises(InputError, match="mode"):
@@ -435,7 +437,7 @@ def test_maps_shape_mismatch() -> None:
 def test_chunking_matches_single_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     import denseav.image as image_mod
 
-    _, geom = preprocess_image(np.zeros((61, 47, 3), dtype=np.uint8))
+    _, geom = preprocess_image(np.zeros((61, 47, 3), dtype=np.uint8), patch_size=PATCH, max_long_side=4096)
     maps = torch.randn(5, 2, *geom.grid_size, generator=torch.Generator().manual_seed(0))
     full = maps_to_original(maps, geom)
     monkeypatch.setattr(image_mod, "_CHUNK_ELEMENTS", 61 * 47 * 3)  # 3 planes per call

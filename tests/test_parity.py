@@ -54,7 +54,7 @@ def pipeline_outputs(model: denseav.DenseAV, folder: Path) -> dict[str, torch.Te
     wave = prepare_audio(audio, channel="first", normalize=False)
     out["audio.waveform_16k"] = wave[None]
     out["image.resized_uint8"] = resize_short_side(to_rgb_uint8(image), 224)
-    pixels, geometry = preprocess_image(image)
+    pixels, geometry = preprocess_image(image, patch_size=model.config.image_encoder.patch_size)
     out["image.frames"] = pixels[None, None]
     h, w = geometry.grid_size
     with torch.inference_mode():

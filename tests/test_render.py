@@ -18,6 +18,8 @@ from denseav.result import Grounding
 
 GREY = 128
 
+PATCH = 8  # the ViT patch of the published models and of the fixtures
+
 
 def synthetic(
     width: int,
@@ -30,7 +32,7 @@ def synthetic(
 ) -> Grounding:
     """A Grounding on a flat grey image whose head k has one hot patch at grid cell peaks[k] = (gy, gx)."""
     rgb = image if image is not None else torch.full((3, height, width), GREY, dtype=torch.uint8)
-    _, geometry = preprocess_image(rgb)
+    _, geometry = preprocess_image(rgb, patch_size=PATCH)
     h, w = geometry.grid_size
     maps = torch.full((len(peaks), steps, h, w), -1.0)
     for k, (gy, gx) in enumerate(peaks):

@@ -18,12 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError
+from .errors import InputError, InputFileNotFoundError, InputTypeError
 
 __all__ = [
     "MAX_DENSE_KERNEL",
     "SAMPLE_RATE",
-    "AudioFileNotFoundError",
     "decode_audio",
     "normalize_waveform",
     "prepare_audio",
@@ -50,10 +49,6 @@ _ROLLOFF = 0.99
 _MAX_CHANNELS = 16
 
 AudioLike = str | os.PathLike[str] | np.ndarray | torch.Tensor
-
-
-class AudioFileNotFoundError(InputError, FileNotFoundError):
-    """An audio/video path that does not exist (catchable as InputError or FileNotFoundError)."""
 
 
 # --------------------------------------------------------------------------------------------- decoding
@@ -97,12 +92,12 @@ def decode_audio(path: str | os.PathLike[str]) -> tuple[torch.Tensor, int]:
     Integer samples are scaled as ``int / 2**(bits-1)`` (``u8`` as ``(x - 128) / 128``), exactly what FFmpeg's
     s16 -> float conversion gives; float samples are returned unchanged (never clipped).
 
-    Raises :class:`AudioFileNotFoundError` (an InputError and FileNotFoundError) for a missing path and
+    Raises :class:`~denseav.errors.InputFileNotFoundError` (an InputError and FileNotFoundError) for a missing path and
     :class:`~denseav.errors.InputError` for undecodable files, files without an audio track, or no samples.
     """
     p = Path(os.fspath(path))
     if not p.exists():
-        raise AudioFileNotFoundError(f"audio file not found: {str(p)!r}; check the path")
+        raise InputFileNotFoundError(f"audio file not found: {str(p)!r}; check the path")
     if p.is_dir():
         raise InputError(f"{str(p)!r} is a directory, not an audio or video file; pass a file path")
 
@@ -369,9 +364,13 @@ def _array_to_float32(audio: np.ndarray | torch.Tensor) -> torch.Tensor:
     elif torch.is_tensor(audio):
         t = audio.detach()
     else:
-        raise InputError(
-            f"audio must be a file path, a numpy array or a torch tensor, got {type(audio).__name__}; "
-            "e.g. wrap a list in numpy.asarray(..., dtype=numpy.float32)"
+        hint = (
+            "pass its path (e.g. f.name)"
+            if hasattr(audio, "read")
+            else "e.g. wrap a list in numpy.asarray(..., dtype=numpy.float32)"
+        )
+        raise InputTypeError(
+            f"audio must be a file path, a numpy array or a torch tensor, got {type(audio).__name__}; {hint}"
         )
 
     if t.dtype in _INT_ARRAY_SCALES:
@@ -459,6 +458,7 @@ def prepare_audio(
         x = wav
         what = f"{os.fspath(audio)!r}"
     else:
+        x = _array_to_float32(audio)  # checks the type first: an open file is not "an array without a rate"
         if sample_rate is None:
             raise InputError(
                 "sample_rate is required with an array (the rate it was recorded or decoded at); "
@@ -467,7 +467,6 @@ def prepare_audio(
         rate = _check_rate(sample_rate, "sample_rate")
         if torch.is_tensor(audio):
             source = audio
-        x = _array_to_float32(audio)
         if x.numel() == 0:
             raise InputError(f"audio is empty (shape {tuple(x.shape)}); pass at least one sample")
         x = _to_channels_first(x)

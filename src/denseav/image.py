@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from denseav.errors import InputError
+from .errors import InputError, InputFileNotFoundError, InputTypeError
 
 __all__ = [
     "DEFAULT_BACKGROUND",
@@ -29,7 +29,6 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MAX_LONG_SIDE",
-    "PATCH_SIZE",
     "ImageGeometry",
     "ImageInput",
     "crop_to_multiple",
@@ -41,17 +40,17 @@ __all__ = [
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-# The DINO ViT-S/8 backbone sees the image as 8x8 patches.
-PATCH_SIZE: int = 8
-# The original demo resizes the shorter side to 224 (the backbone's training resolution).
+# The original demo resizes the shorter side to 224 (the published backbone's training resolution). Callers
+# that hold a model use its `config.image_encoder.training_size` instead; this is the default for the rest.
 DEFAULT_IMAGE_SIZE: int = 224
 # Transparent pixels are composited onto white. The colour stored under fully transparent pixels
 # is often junk (black, or leftovers from an editor), so it must never reach the model as is.
 DEFAULT_BACKGROUND: tuple[int, int, int] = (255, 255, 255)
-# Upper bound on the longer side after resizing. A very elongated picture (say 10 x 4000) resized
-# to a 224 short side would become 224 x 89600 - gigabytes of activations in the backbone.
-# Such inputs are almost always accidents, so we refuse them and suggest cropping.
-MAX_LONG_SIDE: int = 8192
+# Upper bound on the model input's longer side. The backbone's attention costs grow with the square of the
+# number of patches: a 1000x40 banner resized to a 224 short side would be 224x5600 (700 times the patches of
+# a 224x224 square's attention work, minutes on a CPU). 1024 admits every common aspect ratio up to 4.5:1
+# (panoramas at 224: 224x1008); pass max_long_side= (CLI --max-long-side) to go further on purpose.
+MAX_LONG_SIDE: int = 1024
 
 ImageInput = Union[str, "os.PathLike[str]", Image.Image, np.ndarray, torch.Tensor]
 
@@ -223,7 +222,7 @@ def _from_pil(im: Image.Image, what: str) -> torch.Tensor:
 def _open_path(path: str | os.PathLike[str]) -> Image.Image:
     p = Path(path)
     if not p.exists():
-        raise InputError(f"image file not found: '{p}'; check the path (relative paths start at {os.getcwd()}).")
+        raise InputFileNotFoundError(f"image file not found: '{p}'; check the path (relative paths start at {os.getcwd()}).")
     if p.is_dir():
         raise InputError(f"'{p}' is a directory, not an image file; pass the path of an image inside it.")
     try:
@@ -362,7 +361,7 @@ def resize_short_side(img: torch.Tensor, size: int) -> torch.Tensor:
     return y if img.ndim == 4 else y[0]
 
 
-def crop_to_multiple(img: torch.Tensor, multiple: int = PATCH_SIZE) -> torch.Tensor:
+def crop_to_multiple(img: torch.Tensor, multiple: int) -> torch.Tensor:
     """Keep the top-left (multiple * floor(H / multiple), multiple * floor(W / multiple)) pixels.
 
     Top-left anchored like the original ``crop_to_divisor``: the cut-off strip is at the bottom
@@ -386,39 +385,72 @@ class ImageGeometry:
     original_size: tuple[int, int]  # (H0, W0): the picture as passed in (after EXIF rotation)
     resized_size: tuple[int, int]  # (Hr, Wr): after the short-side resize
     input_size: tuple[int, int]  # (Hc, Wc): after the top-left crop to a multiple of the patch size
-    patch_size: int = PATCH_SIZE
+    patch_size: int
 
     @property
     def grid_size(self) -> tuple[int, int]:
         """(h, w) of the patch grid the model's image features live on."""
         return self.input_size[0] // self.patch_size, self.input_size[1] // self.patch_size
 
+    def grid_to_pixel(self, gy: int, gx: int) -> tuple[float, float]:
+        """(x, y) in original-image pixels of the centre of patch (gy, gx).
 
-def _check_image_size(image_size: int | None) -> None:
+        The crop is anchored top-left, so only the resize needs undoing.
+        """
+        h0, w0 = self.original_size
+        hr, wr = self.resized_size
+        p = self.patch_size
+        return (gx + 0.5) * p * w0 / wr, (gy + 0.5) * p * h0 / hr
+
+
+def _check_image_size(image_size: int | None, patch_size: int) -> None:
     if image_size is None:
         return
     if isinstance(image_size, bool) or not isinstance(image_size, int):
-        raise InputError(f"image_size must be a positive multiple of {PATCH_SIZE} or None, got {image_size!r}.")
-    if image_size <= 0 or image_size % PATCH_SIZE:
-        lower = max(PATCH_SIZE, image_size // PATCH_SIZE * PATCH_SIZE)
-        upper = max(PATCH_SIZE, -(-image_size // PATCH_SIZE) * PATCH_SIZE)
+        raise InputTypeError(f"image_size must be a positive multiple of {patch_size} or None, got {image_size!r}.")
+    if image_size <= 0 or image_size % patch_size:
+        lower = max(patch_size, image_size // patch_size * patch_size)
+        upper = max(patch_size, -(-image_size // patch_size) * patch_size)
         suggestion = f"{lower}" if lower == upper else f"{lower} or {upper}"
         raise InputError(
-            f"image_size must be a positive multiple of the patch size {PATCH_SIZE}, got {image_size}; "
-            f"use {suggestion} (the default is {DEFAULT_IMAGE_SIZE}), or None to keep the native resolution."
+            f"image_size must be a positive multiple of the patch size {patch_size}, got {image_size}; "
+            f"use {suggestion}, or None to keep the native resolution."
+        )
+
+
+def _check_input_size(
+    original: tuple[int, int], resized: tuple[int, int], image_size: int | None, patch_size: int, max_long_side: int
+) -> None:
+    """Refuse sizes the model cannot take (under one patch) or should not (over the long-side limit), before any
+    pixel is resized, so a pathological aspect ratio never allocates or computes anything large."""
+    (h0, w0), (hr, wr) = original, resized
+    how = "at its native resolution" if image_size is None else f"after resizing the shorter side to {image_size}"
+    if max(hr, wr) > max_long_side:
+        raise InputError(
+            f"the image ({w0}x{h0} pixels, WxH) would be a {wr}x{hr} model input {how}, longer than the limit of "
+            f"{max_long_side} pixels (the backbone's cost grows with the square of the patch count); crop it to a "
+            "less elongated region, or raise the limit on purpose with max_long_side= (CLI: --max-long-side)."
+        )
+    if hr < patch_size or wr < patch_size:
+        raise InputError(
+            f"the image is too small: {wr}x{hr} pixels (WxH) {how}, but the model needs at least "
+            f"{patch_size}x{patch_size} pixels (one patch) in each dimension; pass a larger image_size to upscale "
+            "it, or use a larger image."
         )
 
 
 def preprocess_image(
     image: ImageInput,
     *,
+    patch_size: int,
     image_size: int | None = DEFAULT_IMAGE_SIZE,
     background: tuple[int, int, int] = DEFAULT_BACKGROUND,
+    max_long_side: int = MAX_LONG_SIDE,
 ) -> tuple[torch.Tensor, ImageGeometry]:
     """Turn an image into DenseAV's model input and remember the geometry.
 
     Steps (as the original demo): to RGB uint8 -> shorter side resized to ``image_size``
-    (None keeps the native resolution) -> top-left crop to a multiple of 8 -> / 255 ->
+    (None keeps the native resolution) -> top-left crop to a multiple of ``patch_size`` -> / 255 ->
     ImageNet normalisation.
 
     Returns:
@@ -426,35 +458,16 @@ def preprocess_image(
         ``maps_to_original``.
 
     Raises:
-        InputError: unreadable images, image_size not a positive multiple of 8, images smaller
-        than one 8x8 patch, or a longer side above MAX_LONG_SIDE after resizing.
+        InputError: unreadable images, image_size not a positive multiple of the patch size, images smaller
+        than one patch, or a longer side above ``max_long_side`` after resizing.
     """
-    _check_image_size(image_size)
+    _check_image_size(image_size, patch_size)
     rgb = to_rgb_uint8(image, background=background)
     h0, w0 = int(rgb.shape[1]), int(rgb.shape[2])
     hr, wr = (h0, w0) if image_size is None else _resized_size(h0, w0, image_size)
-    # Check sizes before resizing so a pathological aspect ratio never allocates anything huge.
-    if max(hr, wr) > MAX_LONG_SIDE:
-        how = "at its native resolution" if image_size is None else f"after resizing the shorter side to {image_size}"
-        raise InputError(
-            f"the image ({h0}x{w0} pixels, HxW) would be {hr}x{wr} {how}, longer than the limit of "
-            f"{MAX_LONG_SIDE} pixels; crop it to a less elongated region"
-            + (
-                " or downscale it, or pass a smaller image_size"
-                if image_size is None
-                else " or pass a smaller image_size"
-            )
-            + " (denseav.image.MAX_LONG_SIDE holds the limit)."
-        )
-    if hr < PATCH_SIZE or wr < PATCH_SIZE:
-        how = "at its native resolution" if image_size is None else f"after resizing the shorter side to {image_size}"
-        raise InputError(
-            f"the image is too small: {hr}x{wr} pixels (HxW) {how}, but the model needs at least "
-            f"{PATCH_SIZE}x{PATCH_SIZE} pixels (one patch) in each dimension; pass image_size "
-            f"(e.g. {DEFAULT_IMAGE_SIZE}) to upscale it, or use a larger image."
-        )
+    _check_input_size((h0, w0), (hr, wr), image_size, patch_size, max_long_side)
     resized = rgb if image_size is None else resize_short_side(rgb, image_size)
-    cropped = crop_to_multiple(resized, PATCH_SIZE)
+    cropped = crop_to_multiple(resized, patch_size)
     # Same operations and order as torchvision's Normalize (sub then div by float32 tensors),
     # so results match the original bit for bit.
     mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
@@ -464,7 +477,7 @@ def preprocess_image(
         original_size=(h0, w0),
         resized_size=(hr, wr),
         input_size=(int(cropped.shape[1]), int(cropped.shape[2])),
-        patch_size=PATCH_SIZE,
+        patch_size=patch_size,
     )
     return pixels, geometry
 

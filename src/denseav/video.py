@@ -163,10 +163,12 @@ class VideoGrounding:
             if i == target and rgb is not None:
                 # The short side after resizing equals image_size (or the native one when image_size was None,
                 # where resizing to it is the identity), so this reproduces ground_video's preprocessing.
-                pixels, geometry = preprocess_image(rgb, image_size=min(self.geometry.resized_size))
+                pixels, geometry = preprocess_image(
+                    rgb, image_size=min(self.geometry.resized_size), patch_size=net.config.image_encoder.patch_size
+                )
                 with torch.inference_mode():
                     feats = net.encode_image(pixels[None])
-                return similarity(EncodedImage(feats, geometry, rgb), self.audio, model=net)
+                return similarity(EncodedImage(feats, geometry, net, rgb), self.audio, model=net)
         raise InputError(
             f"frame {target} could not be decoded again from {self.source.path!r}; has the file changed since "
             "ground_video ran?"
@@ -449,7 +451,7 @@ def ground_video(
             count, last_time = index + 1, t
             if rgb is None:
                 continue
-            pixels, g = preprocess_image(rgb, image_size=image_size)
+            pixels, g = preprocess_image(rgb, image_size=image_size, patch_size=net.config.image_encoder.patch_size)
             if geometry is None:
                 geometry = g
             elif g != geometry:

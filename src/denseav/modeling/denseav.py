@@ -55,6 +55,11 @@ class ImageFeatures:
     def __len__(self) -> int:
         return self.features.shape[0]
 
+    def unbind(self) -> list[ImageFeatures]:
+        """One batch-of-one ImageFeatures per item (views, no copies)."""
+        cls = [None] * len(self) if self.cls is None else list(self.cls.split(1))
+        return [ImageFeatures(f, c, self.grid) for f, c in zip(self.features.split(1), cls)]
+
 
 @dataclass
 class AudioFeatures:
@@ -66,6 +71,11 @@ class AudioFeatures:
 
     def __len__(self) -> int:
         return self.features.shape[0]
+
+    def unbind(self) -> list[AudioFeatures]:
+        """One batch-of-one AudioFeatures per item (views, no copies)."""
+        cls = [None] * len(self) if self.cls is None else list(self.cls.split(1))
+        return [AudioFeatures(f, c, m) for f, c, m in zip(self.features.split(1), cls, self.mask.split(1))]
 
 
 class DenseAV(nn.Module):

@@ -22,6 +22,11 @@ class ImageEncoderConfig:
     layer_norm_eps: float = 1e-4
     pos_grid: tuple[int, int] = (28, 28)  # the learned position grid (224 / 8)
 
+    @property
+    def training_size(self) -> int:
+        """The short side (pixels) the backbone was trained at: 224 for the published models."""
+        return self.pos_grid[0] * self.patch_size
+
 
 class ImageEncoder(nn.Module):
     """Patchify, prepend cls, add (resized) positions, run the blocks, final LayerNorm.
