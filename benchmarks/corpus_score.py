@@ -34,9 +34,10 @@ def bench_score_matrix(model, images: int, clips: int) -> None:
     from denseav.corpus.score import _Features, score_features
 
     g = torch.Generator().manual_seed(0)
-    imgs = [_Features(torch.randn(N, C, generator=g).half(), None) for _ in range(images)]
+    imgs = [_Features(torch.randn(N, C, generator=g).half(), None, (28, 28)) for _ in range(images)]
     auds = [
-        _Features(torch.randn(T, C, generator=g).half(), None, torch.ones(T, dtype=torch.bool)) for _ in range(clips)
+        _Features(torch.randn(T, C, generator=g).half(), None, mask=torch.ones(T, dtype=torch.bool))
+        for _ in range(clips)
     ]
     score_features(model, imgs[:8], auds[:1])  # warm-up
     t0 = time.perf_counter()

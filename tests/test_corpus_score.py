@@ -65,7 +65,7 @@ def test_store_sides_equal_the_stored_features_pairwise(tmp_path, model):
     assert scores.shape == (len(audios), len(images))
     for a, clip in enumerate(audios):
         for v, image in enumerate(images):
-            expected = denseav.similarity(image.encoded(), clip.encoded(), model=model).score
+            expected = denseav.similarity(image.encoded(model), clip.encoded(model)).score
             assert abs(float(scores[a, v]) - expected) <= 1e-5 * max(1.0, abs(expected))
 
 

@@ -16,9 +16,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..api import EncodedAudio, EncodedImage, encode_audio, encode_image, similarity
+from ..api import EncodedAudio, EncodedImage, ImageSize, encode_audio, encode_image, similarity
 from ..errors import InputError
-from ..image import DEFAULT_IMAGE_SIZE
 from ..modeling import DenseAV
 from ..outputs import check_output_path
 from .peaks import head_peaks
@@ -128,7 +127,7 @@ def ground_pairs(
     *,
     model: DenseAV,
     maps: bool = False,
-    image_size: int | None = DEFAULT_IMAGE_SIZE,
+    image_size: ImageSize = "model",
     channel: str | int = "mix",
     normalize: bool = True,
     strict: bool = False,

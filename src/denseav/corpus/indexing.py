@@ -10,10 +10,9 @@ from typing import Any
 
 import torch
 
-from ..api import ModelLike, get_model
+from ..api import ImageSize, ModelLike, get_model
 from ..build import DTypeLike
 from ..errors import InputError, OutputError
-from ..image import DEFAULT_IMAGE_SIZE
 from ..outputs import check_writable_folder
 from ..pretrained import DEFAULT_MODEL
 from .progress import Progress
@@ -69,7 +68,7 @@ def index(
     fps: float = 1.0,
     window: float = 10.0,
     hop: float = 5.0,
-    image_size: int | None = DEFAULT_IMAGE_SIZE,
+    image_size: ImageSize = "model",
     channel: str | int = "mix",
     normalize: bool = True,
     batch_size: int = 8,

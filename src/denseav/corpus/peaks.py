@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from ..image import ImageGeometry
+from ..result import peak_locations
 
 
 @dataclass(frozen=True)
@@ -20,15 +21,6 @@ class HeadPeak:
     value: float
 
 
-def grid_to_pixel(geometry: ImageGeometry, gy: int, gx: int) -> tuple[float, float]:
-    """(x, y) of patch (gy, gx)'s centre in original-image pixels (the resize and the crop undone)."""
-    if hasattr(geometry, "grid_to_pixel"):  # the House API's single definition
-        x, y = geometry.grid_to_pixel(gy, gx)
-        return float(x), float(y)
-    (h0, w0), (rh, rw), p = geometry.original_size, geometry.resized_size, geometry.patch_size
-    return (gx + 0.5) * p * w0 / rw, (gy + 0.5) * p * h0 / rh
-
-
 def head_peaks(
     volume: torch.Tensor,
     mask: torch.Tensor | None,
@@ -36,16 +28,15 @@ def head_peaks(
     geometry: ImageGeometry,
     head_names: tuple[str, ...],
 ) -> list[HeadPeak]:
-    """Per head, the maximum of `volume` [K, T, h, w] over real audio steps (`mask` [T]) and space."""
-    k, t, h, w = volume.shape
-    flat = volume.float().reshape(k, t, h * w)
+    """Per head, the maximum of `volume` [K, T, h, w] over real audio steps (`mask` [T]) and space: the step
+    where it happens, then that step's map located by `result.peak_locations` (the package's one pixel mapping)."""
+    per_step = volume.float().flatten(2).amax(dim=2)  # [K, T]
     if mask is not None and bool(mask.any()):
-        flat = flat.masked_fill(~mask.to(flat.device)[None, :, None], float("-inf"))
-    peaks = []
-    for i, name in enumerate(head_names):
-        best = int(torch.argmax(flat[i]))
-        step, cell = divmod(best, h * w)
-        gy, gx = divmod(cell, w)
-        x, y = grid_to_pixel(geometry, gy, gx)
-        peaks.append(HeadPeak(name, round(x, 1), round(y, 1), round(float(times[step]), 4), float(flat[i, step, cell])))
-    return peaks
+        per_step = per_step.masked_fill(~mask.to(per_step.device)[None], float("-inf"))
+    steps = per_step.argmax(dim=1)  # [K]
+    maps = volume[torch.arange(len(head_names)), steps]  # [K, h, w]: each head's map at its own best step
+    where = peak_locations(maps, head_names, geometry)
+    return [
+        HeadPeak(name, where[name]["x"], where[name]["y"], round(float(times[step]), 4), where[name]["value"])
+        for name, step in zip(head_names, steps.tolist())
+    ]

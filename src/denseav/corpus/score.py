@@ -1,7 +1,7 @@
 """`score_matrix`: the original's score for every (clip, image) pair, from features encoded once.
 
-Each clip meets a chunk of images through the model's own `similarity` (the clip broadcasts over the chunk)
-and `similarity.score` (element-wise max over heads, max over space, masked mean over time; the spec's
+Each clip meets a chunk of images through the model's own forward pass (`DenseAV.forward`: the clip broadcasts
+over the chunk) and `similarity.score` (element-wise max over heads, max over space, masked mean over time; the spec's
 section 5), so the numbers are the ones `ground(...).score` gives. Chunks are sized so the similarity volume
 and its temporaries stay under `max_memory` bytes whatever the number of pairs.
 """
@@ -16,7 +16,7 @@ import torch
 
 from ..api import EncodedAudio, EncodedImage, encode_audio, encode_image
 from ..errors import InputError
-from ..modeling import DenseAV
+from ..modeling import AudioFeatures, DenseAV, ImageFeatures
 from .store import FeatureStore, StoredItem
 
 DEFAULT_MAX_MEMORY = 512 * 1024**2
@@ -27,50 +27,52 @@ _VOLUME_COPIES = 3
 
 @dataclass(frozen=True)
 class _Features:
-    """One encoded item as score_matrix uses it: features [n, C], cls [C] or None, mask [T] for audio."""
+    """One encoded item as score_matrix uses it: features [n, C], cls [C] or None; an image's grid (h, w) with
+    h * w = n, or a clip's mask [T]."""
 
     features: torch.Tensor
     cls: torch.Tensor | None
+    grid: tuple[int, int] | None = None
     mask: torch.Tensor | None = None
 
 
 def _image_side(images: Any, model: DenseAV) -> list[_Features]:
     if isinstance(images, FeatureStore):
-        return [_Features(it.features, it.cls) for it in images.items("image")]
+        return [_Features(it.features, it.cls, it.grid) for it in images.items("image")]
     items = list(images) if isinstance(images, (list, tuple)) else [images]
     raw = [i for i, x in enumerate(items) if not isinstance(x, (EncodedImage, StoredItem))]
     if raw:
-        for i, e in zip(raw, encode_image([items[i] for i in raw], model=model)):  # type: ignore[arg-type]
+        for i, e in zip(raw, encode_image([items[i] for i in raw], model=model)):
             items[i] = e
     out = []
     for x in items:
         if isinstance(x, StoredItem):
             if x.kind != "image":
                 raise InputError(f"{x.id} is a sound window; pass it on the audio side")
-            out.append(_Features(x.features, x.cls))
+            out.append(_Features(x.features, x.cls, x.grid))
         else:
             f = x.features
-            out.append(_Features(f.features[0], None if f.cls is None else f.cls[0]))
+            out.append(_Features(f.features[0], None if f.cls is None else f.cls[0], f.grid))
     return out
 
 
 def _audio_side(audios: Any, model: DenseAV) -> list[_Features]:
     if isinstance(audios, FeatureStore):
-        return [_Features(it.features, it.cls, it.mask) for it in audios.items("audio")]
+        return [_Features(it.features, it.cls, mask=it.mask) for it in audios.items("audio")]
     items = list(audios) if isinstance(audios, (list, tuple)) else [audios]
     raw = [i for i, x in enumerate(items) if not isinstance(x, (EncodedAudio, StoredItem))]
     if raw:
-        for i, e in zip(raw, encode_audio([items[i] for i in raw], model=model)):  # type: ignore[arg-type]
+        for i, e in zip(raw, encode_audio([items[i] for i in raw], model=model)):
             items[i] = e
     out = []
     for x in items:
         if isinstance(x, StoredItem):
             if x.kind != "audio":
                 raise InputError(f"{x.id} is an image or frame; pass it on the image side")
-            out.append(_Features(x.features, x.cls, x.mask))
+            out.append(_Features(x.features, x.cls, mask=x.mask))
         else:
             f = x.features
-            out.append(_Features(f.features[0], None if f.cls is None else f.cls[0], f.mask[0]))
+            out.append(_Features(f.features[0], None if f.cls is None else f.cls[0], mask=f.mask[0]))
     return out
 
 
@@ -89,11 +91,13 @@ def score_features(
         return out
     device = model.device
     longest = max(a.features.shape[0] for a in audios)
-    groups: dict[int, list[int]] = {}
+    groups: dict[tuple[int, int], list[int]] = {}
     for v, img in enumerate(images):
-        groups.setdefault(img.features.shape[0], []).append(v)  # same grid -> one stack
+        assert img.grid is not None
+        groups.setdefault(img.grid, []).append(v)  # same grid -> one stack
     with torch.inference_mode():
-        for n, members in groups.items():
+        for grid, members in groups.items():
+            n = grid[0] * grid[1]
             per_image = 4 * (_VOLUME_COPIES * k * longest * n + 2 * n * images[members[0]].features.shape[1])
             chunk = max(1, max_memory // per_image)
             for lo in range(0, len(members), chunk):
@@ -102,22 +106,21 @@ def score_features(
                 cls = None
                 if images[idx[0]].cls is not None:
                     cls = torch.stack([images[v].cls for v in idx]).to(device, torch.float32)  # type: ignore[misc]
+                stack = ImageFeatures(feats, cls, grid)
                 for a, clip in enumerate(audios):
-                    out[a, idx] = _one_clip(model, feats, cls, clip, per_head).cpu()
+                    out[a, idx] = _one_clip(model, stack, clip, per_head).cpu()
     return out
 
 
-def _one_clip(
-    model: DenseAV, images: torch.Tensor, images_cls: torch.Tensor | None, clip: _Features, per_head: bool
-) -> torch.Tensor:
-    """Scores of one clip against a stack of images, through the model's own similarity and aggregation."""
+def _one_clip(model: DenseAV, images: ImageFeatures, clip: _Features, per_head: bool) -> torch.Tensor:
+    """Scores of one clip against a stack of images: the model's forward pass and aggregation, as `similarity`."""
     assert clip.mask is not None
-    device = images.device
-    audio = clip.features.to(device, torch.float32)[None]
+    device = images.features.device
     mask = clip.mask.to(device)[None]
     audio_cls = None if clip.cls is None else clip.cls.to(device, torch.float32)[None]
-    sims = model.similarity(images, audio, audio_mask=mask, image_cls=images_cls, audio_cls=audio_cls)
-    return model.similarity.score(sims, mask.expand(images.shape[0], -1), per_head=per_head)
+    audio = AudioFeatures(clip.features.to(device, torch.float32)[None], audio_cls, mask)
+    volume = model(images, audio)  # [V, K, T, h, w]
+    return model.similarity.score(volume.flatten(-2), mask.expand(len(images), -1), per_head=per_head)
 
 
 def score_matrix(

@@ -11,14 +11,12 @@ from typing import Any
 
 import torch
 
-from ..api import EncodedAudio, EncodedImage, encode_audio, encode_image, similarity
+from ..api import EncodedAudio, EncodedImage, ImageSize, encode_audio, encode_image, similarity
 from ..errors import InputError
-from ..image import DEFAULT_IMAGE_SIZE
 from ..modeling import DenseAV
 from .peaks import HeadPeak, head_peaks
 from .score import _Features, score_features
 from .store import FeatureStore, StoredItem
-
 
 # Stored items scored per step: 128 full-size frames are about 77 MB of float16 features (plus Arrow's copy).
 _BATCH_ROWS = 128
@@ -92,7 +90,7 @@ def search(
     sample_rate: int | None = None,
     channel: str | int = "mix",
     normalize: bool = True,
-    image_size: int | None = DEFAULT_IMAGE_SIZE,
+    image_size: ImageSize = "model",
 ) -> list[SearchHit]:
     """The `k` best stored matches of one query, best first (ties by id). The query is encoded with the store's
     model (or `model`, which must hold the same weights); the store is read one batch at a time."""
@@ -102,15 +100,15 @@ def search(
     query = encode_query(net, audio, image, sample_rate, channel, normalize, image_size)
     if isinstance(query, EncodedAudio):
         a = query.features
-        side = _Features(a.features[0], None if a.cls is None else a.cls[0], a.mask[0])
+        side = _Features(a.features[0], None if a.cls is None else a.cls[0], mask=a.mask[0])
         target = "image"
     else:
         i = query.features
-        side = _Features(i.features[0], None if i.cls is None else i.cls[0])
+        side = _Features(i.features[0], None if i.cls is None else i.cls[0], i.grid)
         target = "audio"
     best: list[tuple[float, tuple[int, ...], StoredItem]] = []  # a min-heap of the k best so far
     for batch in store.batches(target, batch_rows=_BATCH_ROWS):
-        stored = [_Features(it.features, it.cls, it.mask) for it in batch]
+        stored = [_Features(it.features, it.cls, it.grid, it.mask) for it in batch]
         if target == "image":
             scores = score_features(net, stored, [side])[0]
         else:
@@ -135,7 +133,7 @@ def _reverse(text: str) -> tuple[int, ...]:
 
 
 def _pair(query: EncodedAudio | EncodedImage, item: StoredItem) -> tuple[EncodedImage, EncodedAudio]:
-    stored = item.encoded()
+    stored = item.encoded(query.model)
     if isinstance(query, EncodedAudio):
         assert isinstance(stored, EncodedImage)
         return stored, query
@@ -162,7 +160,7 @@ def save_hit_pngs(
     for hit in hits:
         image, audio = _pair(query, hit.item)
         if image.rgb is None:
-            image = EncodedImage(image.features, image.geometry, load_frame(hit.source, hit.start))
+            image = EncodedImage(image.features, image.geometry, model, load_frame(hit.source, hit.start))
         g = similarity(image, audio, model=model)
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in hit.id)[:80]
         out.append(save_png(g, Path(folder) / f"{hit.rank:02d}_{safe}.png"))

@@ -16,13 +16,14 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from ..audio import SAMPLE_RATE, normalize_waveform_, prepare_audio
 from ..errors import InputError, InputFileNotFoundError
-from ..image import DEFAULT_IMAGE_SIZE, ImageGeometry, preprocess_image
+from ..image import ImageGeometry, preprocess_image
+from ..modeling import DenseAV
 from ..video import iter_display_frames
 from .provenance import file_sha256
 
@@ -39,7 +40,7 @@ class IndexOptions:
     fps: float = 1.0
     window: float = 10.0
     hop: float = 5.0
-    image_size: int | None = DEFAULT_IMAGE_SIZE
+    image_size: int | Literal["model"] | None = "model"  # as encode_image: "model" = the backbone's training size (224)
     channel: str | int = "mix"
     normalize: bool = True
 
@@ -53,6 +54,21 @@ class IndexOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What decoding needs to know of the model: its patch size, image size and shortest usable sound."""
+
+    patch_size: int
+    image_size: int | None
+    min_audio_samples: int
+
+    @classmethod
+    def of(cls, model: DenseAV, options: IndexOptions) -> InputSpec:
+        enc = model.config.image_encoder
+        size = enc.training_size if options.image_size == "model" else options.image_size
+        return cls(enc.patch_size, None if size is None else int(size), model.min_audio_samples)
 
 
 @dataclass(frozen=True)
@@ -219,7 +235,7 @@ def _failure(
     return ItemFailure(item_id, kind, entry.media, entry.path, start, end, digest, "decode", type(e).__name__, message)
 
 
-def decode_entry(entry: MediaEntry, options: IndexOptions, min_samples: int, skip: Skip) -> Iterator[Any]:
+def decode_entry(entry: MediaEntry, options: IndexOptions, spec: InputSpec, skip: Skip) -> Iterator[Any]:
     """Prepared items and failures of one entry; `skip(id, content_hash)` drops items already in the store.
 
     Never raises for a bad file: every problem becomes an ItemFailure naming the item.
@@ -231,16 +247,16 @@ def decode_entry(entry: MediaEntry, options: IndexOptions, min_samples: int, ski
         return
     if entry.media == "image":
         if not skip(entry.id, digest):
-            yield _image_item(entry, digest, options)
+            yield _image_item(entry, digest, spec)
         return
     if entry.media == "video":
-        yield from _video_frames(entry, digest, options, skip)
-    yield from _sound_windows(entry, digest, options, min_samples, skip)
+        yield from _video_frames(entry, digest, options, spec, skip)
+    yield from _sound_windows(entry, digest, options, spec.min_audio_samples, skip)
 
 
-def _image_item(entry: MediaEntry, digest: str, options: IndexOptions) -> PreparedItem | ItemFailure:
+def _image_item(entry: MediaEntry, digest: str, spec: InputSpec) -> PreparedItem | ItemFailure:
     try:
-        pixels, geometry = preprocess_image(entry.path, image_size=options.image_size)
+        pixels, geometry = preprocess_image(entry.path, patch_size=spec.patch_size, image_size=spec.image_size)
     except Exception as e:  # any unreadable image is recorded, never fatal
         return _failure(entry, entry.id, "image", digest, e)
     return PreparedItem(entry.id, "image", "image", entry.path, None, None, digest, pixels=pixels, geometry=geometry)
@@ -254,7 +270,7 @@ def window_id(entry_id: str, start: float, end: float) -> str:
     return f"{entry_id}#t={start:.3f}-{end:.3f}"
 
 
-def _video_frames(entry: MediaEntry, digest: str, options: IndexOptions, skip: Skip) -> Iterator[Any]:
+def _video_frames(entry: MediaEntry, digest: str, options: IndexOptions, spec: InputSpec, skip: Skip) -> Iterator[Any]:
     lo = entry.start or 0.0
     hi = math.inf if entry.end is None else entry.end
     next_t = lo
@@ -274,7 +290,7 @@ def _video_frames(entry: MediaEntry, digest: str, options: IndexOptions, skip: S
             if skip(item_id, digest):
                 continue
             try:
-                pixels, geometry = preprocess_image(rgb, image_size=options.image_size)
+                pixels, geometry = preprocess_image(rgb, patch_size=spec.patch_size, image_size=spec.image_size)
             except Exception as e:
                 yield _failure(entry, item_id, "image", digest, e, start=t, end=t)
                 continue

@@ -86,17 +86,19 @@ class StoredItem:
             grid,
         )
 
-    def encoded(self) -> EncodedImage | EncodedAudio:
-        """The item as `encode_image` / `encode_audio` would have returned it (float32 features, batch of one)."""
-        feats = self.features.float()[None]
-        cls = None if self.cls is None else self.cls.float()[None]
+    def encoded(self, model: DenseAV) -> EncodedImage | EncodedAudio:
+        """The item as `encode_image` / `encode_audio` would have returned it (float32 features, batch of one),
+        bound to `model` (the store's; see `FeatureStore.load_model`)."""
+        feats = self.features.float()[None].to(model.device)
+        cls = None if self.cls is None else self.cls.float()[None].to(model.device)
         if self.kind == "image":
             assert self.grid is not None and self.geometry is not None
-            return EncodedImage(ImageFeatures(feats, cls, self.grid), self.geometry)
+            return EncodedImage(ImageFeatures(feats, cls, self.grid), self.geometry, model)
         assert self.mask is not None and self.times is not None
         offset = self.start or 0.0
         duration = (self.end or 0.0) - offset
-        return EncodedAudio(AudioFeatures(feats, cls, self.mask[None]), self.times - offset, duration)
+        mask = self.mask[None].to(model.device)
+        return EncodedAudio(AudioFeatures(feats, cls, mask), self.times - offset, duration, model)
 
 
 class ShardWriter:

@@ -15,7 +15,7 @@ from ...modeling import DenseAV
 from ..encode import encode_items, failure_row
 from ..progress import Progress
 from ..provenance import ModelIdentity
-from ..sources import IndexOptions, ItemFailure, MediaEntry, PreparedItem, decode_entry
+from ..sources import IndexOptions, InputSpec, ItemFailure, MediaEntry, PreparedItem, decode_entry
 from ..store import ShardWriter
 
 _END = object()
@@ -28,7 +28,7 @@ class _SourceDone:
 def _produce(
     entries: Sequence[MediaEntry],
     options: IndexOptions,
-    min_samples: int,
+    spec: InputSpec,
     done: set[tuple[str, str]],
     out: queue.Queue,
     stop: threading.Event,
@@ -50,7 +50,7 @@ def _produce(
 
     try:
         for entry in entries:
-            for item in decode_entry(entry, options, min_samples, skip):
+            for item in decode_entry(entry, options, spec, skip):
                 if not put(item):
                     return
             if not put(_SourceDone()):
@@ -77,7 +77,7 @@ def run_local(
     skipped = [0]
     producer = threading.Thread(
         target=_produce,
-        args=(entries, options, model.min_audio_samples, done, items, stop, skipped),
+        args=(entries, options, InputSpec.of(model, options), done, items, stop, skipped),
         name="denseav-decode",
         daemon=True,
     )

@@ -18,7 +18,7 @@ from ...errors import InputError
 from ..progress import Progress
 from ..provenance import ModelIdentity
 from ..schema import ERRORS_SCHEMA, ITEMS_SCHEMA
-from ..sources import IndexOptions, ItemFailure, MediaEntry, PreparedItem
+from ..sources import IndexOptions, InputSpec, ItemFailure, MediaEntry, PreparedItem
 from ..store import ShardWriter
 
 # One schema for everything an actor sends back: item rows, error rows and one marker row per finished source,
@@ -69,6 +69,7 @@ class EncodeActor:
                 f"{expected.describe()}; make the same weights available on every node"
             )
         self.options = IndexOptions(**options)
+        self.spec = InputSpec.of(self.model, self.options)
         self.done = {tuple(k) for k in done}
         self.batch_size = batch_size
 
@@ -81,7 +82,7 @@ class EncodeActor:
             entry = MediaEntry(**row)
             prepared: list[PreparedItem] = []
             failures: list[ItemFailure] = []
-            for item in decode_entry(entry, self.options, self.model.min_audio_samples, self._skip):
+            for item in decode_entry(entry, self.options, self.spec, self._skip):
                 (failures if isinstance(item, ItemFailure) else prepared).append(item)
             rows, encode_failures = encode_items(self.model, prepared, self.identity, batch_size=self.batch_size)
             out += [{"record": "item", **r} for r in rows]
