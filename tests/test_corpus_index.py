@@ -164,3 +164,19 @@ def test_empty_corpus_and_bad_targets(tmp_path, model):
     with pytest.raises(OutputError, match="not a denseav feature store"):
         index(tmp_path / "empty", tmp_path / "full", model=model, progress=False)
     assert (tmp_path / "full" / "keep.txt").read_text() == "precious"
+
+
+def test_progress_is_a_status_line_when_stderr_is_not_a_terminal(monkeypatch):
+    import io
+
+    from denseav.corpus import progress
+
+    monkeypatch.setattr(progress, "LOG_INTERVAL_SECONDS", 0.0)
+    stream = io.StringIO()
+    bar = progress.Progress(4, stream=stream)
+    bar.update(sources=1, items=3, errors=1)
+    line = stream.getvalue().strip()
+    assert line.startswith("denseav index: 1/4 sources, 3 items (") and "items/s" in line and "ETA" in line
+    quiet = io.StringIO()
+    progress.Progress(4, enabled=False, stream=quiet).update(sources=1, items=3)
+    assert quiet.getvalue() == ""

@@ -43,3 +43,16 @@ __all__ = [
     "load",
     "similarity",
 ]
+
+# The corpus (feature stores, score_matrix, search) needs pyarrow: imported on first use, so `import denseav`
+# works without it.
+_CORPUS_NAMES = ("FeatureStore", "index", "score_matrix")
+
+
+def __getattr__(name: str) -> object:
+    if name in _CORPUS_NAMES or name == "corpus":
+        import importlib
+
+        corpus = importlib.import_module(".corpus", __name__)
+        return corpus if name == "corpus" else getattr(corpus, name)
+    raise AttributeError(f"module 'denseav' has no attribute {name!r}")
