@@ -8,7 +8,7 @@ process, which writes them with the same shard writer as the local engine, so bo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -23,6 +23,7 @@ from ..store import ShardWriter
 
 # One schema for everything an actor sends back: item rows, error rows and one marker row per finished source,
 # told apart by `record`. Fixed types (all nullable) keep Ray from having to unify per-batch schemas.
+_ROWS_PER_OUTPUT = 32  # items per table an actor hands back (about 20 MB for full-size frames)
 _RECORD = pa.field("record", pa.string(), nullable=False)
 OUTPUT_SCHEMA = pa.schema(
     [_RECORD]
@@ -73,21 +74,33 @@ class EncodeActor:
         self.done = {tuple(k) for k in done}
         self.batch_size = batch_size
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        from ..encode import encode_items, failure_row
+    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
+        """Rows for a batch of entries, yielded every `_ROWS_PER_OUTPUT` items so that a long video never sits
+        in the actor (or in one Ray block) whole."""
+        from ..encode import failure_row
         from ..sources import decode_entry
 
-        out: list[dict[str, Any]] = []
         for row in batch.to_pylist():
             entry = MediaEntry(**row)
             prepared: list[PreparedItem] = []
-            failures: list[ItemFailure] = []
+            out: list[dict[str, Any]] = []
             for item in decode_entry(entry, self.options, self.spec, self._skip):
-                (failures if isinstance(item, ItemFailure) else prepared).append(item)
-            rows, encode_failures = encode_items(self.model, prepared, self.identity, batch_size=self.batch_size)
-            out += [{"record": "item", **r} for r in rows]
-            out += [{"record": "error", **failure_row(f, self.identity)} for f in failures + encode_failures]
+                if isinstance(item, ItemFailure):
+                    out.append({"record": "error", **failure_row(item, self.identity)})
+                else:
+                    prepared.append(item)
+                if len(prepared) >= _ROWS_PER_OUTPUT:
+                    yield self._encoded(prepared, out)
+                    prepared, out = [], []
             out.append({"record": "source", "id": entry.id})
+            yield self._encoded(prepared, out)
+
+    def _encoded(self, prepared: list[PreparedItem], out: list[dict[str, Any]]) -> pa.Table:
+        from ..encode import encode_items, failure_row
+
+        rows, failures = encode_items(self.model, prepared, self.identity, batch_size=self.batch_size)
+        out = [{"record": "item", **r} for r in rows] + out
+        out += [{"record": "error", **failure_row(f, self.identity)} for f in failures]
         return pa.Table.from_pylist(out, schema=OUTPUT_SCHEMA)
 
     def _skip(self, item_id: str, digest: str) -> bool:
