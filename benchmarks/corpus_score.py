@@ -63,7 +63,7 @@ def bench_search(model, fixture: Path, frames: int, root: Path) -> None:
 
     identity = ModelIdentity.of(model)
     store = FeatureStore.create_or_open(root / "store", identity, IndexOptions())
-    pixels, geometry = preprocess_image(torch.randint(0, 255, (3, 224, 224), dtype=torch.uint8))
+    pixels, geometry = preprocess_image(torch.randint(0, 255, (3, 224, 224), dtype=torch.uint8), patch_size=8)
     item = PreparedItem("f", "image", "video", "synthetic.mp4", 0.0, 0.0, "0" * 64, pixels=pixels, geometry=geometry)
     template = _image_rows(model, [item], identity)[0]
     g = torch.Generator().manual_seed(1)

@@ -30,7 +30,8 @@ def media(tmp_path_factory):
     for i, (h, w) in enumerate([(48, 64), (64, 48), (48, 64)]):  # two grids: scores group by shape
         images.append(root / f"i{i}.png")
         Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(images[-1])
-    audios = [write_wav(root / f"a{i}.wav", s, channels=1 + i % 2) for i, s in enumerate((1.0, 2.5))]
+    # Two clips of one length (scored side by side in one pass) and one of another.
+    audios = [write_wav(root / f"a{i}.wav", s, channels=1 + i % 2) for i, s in enumerate((1.0, 2.5, 2.5))]
     return [str(p) for p in images], [str(p) for p in audios]
 
 

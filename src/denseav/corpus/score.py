@@ -8,7 +8,7 @@ and its temporaries stay under `max_memory` bytes whatever the number of pairs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,8 @@ DEFAULT_MAX_MEMORY = 512 * 1024**2
 # Bytes per float32 element of one pair's similarity volume held at once: the product, the masked copy and the
 # head maximum of the aggregation (measured on the CPU path; the GPU path holds the same tensors).
 _VOLUME_COPIES = 3
+# Clips of one length scored in one forward pass (fewer passes over each image stack; see score_features).
+_CLIPS_PER_CALL = 16
 
 
 @dataclass(frozen=True)
@@ -89,38 +91,67 @@ def score_features(
     out = torch.empty((len(audios), len(images), k) if per_head else (len(audios), len(images)))
     if not images or not audios:
         return out
-    device = model.device
-    longest = max(a.features.shape[0] for a in audios)
-    groups: dict[tuple[int, int], list[int]] = {}
-    for v, img in enumerate(images):
-        assert img.grid is not None
-        groups.setdefault(img.grid, []).append(v)  # same grid -> one stack
+    # Clips of one length are laid side by side in time and meet the images in one forward pass, so each image
+    # stack is rearranged once for many clips (the per-step similarity does not care). Not for models whose
+    # similarity adds a per-clip cls term: there each clip goes alone.
+    together = 1 if model.similarity.use_cls else _CLIPS_PER_CALL
+    image_groups = _indices_by(images, lambda f: f.grid)
+    clip_groups = _indices_by(audios, lambda f: f.features.shape[0])
     with torch.inference_mode():
-        for grid, members in groups.items():
+        for grid, members in image_groups.items():
             n = grid[0] * grid[1]
-            per_image = 4 * (_VOLUME_COPIES * k * longest * n + 2 * n * images[members[0]].features.shape[1])
-            chunk = max(1, max_memory // per_image)
-            for lo in range(0, len(members), chunk):
-                idx = members[lo : lo + chunk]
-                feats = torch.stack([images[v].features for v in idx]).to(device, torch.float32)
-                cls = None
-                if images[idx[0]].cls is not None:
-                    cls = torch.stack([images[v].cls for v in idx]).to(device, torch.float32)  # type: ignore[misc]
-                stack = ImageFeatures(feats, cls, grid)
-                for a, clip in enumerate(audios):
-                    out[a, idx] = _one_clip(model, stack, clip, per_head).cpu()
+            for steps, clips in clip_groups.items():
+                per_call = min(together, len(clips))
+                per_image = 4 * (
+                    _VOLUME_COPIES * k * per_call * steps * n + 2 * n * images[members[0]].features.shape[1]
+                )
+                chunk = max(1, max_memory // per_image)
+                for lo in range(0, len(members), chunk):
+                    idx = members[lo : lo + chunk]
+                    stack = _stack(images, idx, grid, model.device)
+                    for c0 in range(0, len(clips), per_call):
+                        part = clips[c0 : c0 + per_call]
+                        scores = _clips_vs_images(model, stack, [audios[a] for a in part], per_head)
+                        out[torch.tensor(part)[:, None], torch.tensor(idx)] = scores.cpu()
     return out
 
 
-def _one_clip(model: DenseAV, images: ImageFeatures, clip: _Features, per_head: bool) -> torch.Tensor:
-    """Scores of one clip against a stack of images: the model's forward pass and aggregation, as `similarity`."""
-    assert clip.mask is not None
+def _indices_by(items: Sequence[_Features], key: Callable[[_Features], Any]) -> dict[Any, list[int]]:
+    groups: dict[Any, list[int]] = {}
+    for i, item in enumerate(items):
+        groups.setdefault(key(item), []).append(i)
+    return groups
+
+
+def _stack(images: Sequence[_Features], idx: list[int], grid: tuple[int, int], device: torch.device) -> ImageFeatures:
+    feats = torch.stack([images[v].features for v in idx]).to(device, torch.float32)
+    cls = None
+    if images[idx[0]].cls is not None:
+        cls = torch.stack([images[v].cls for v in idx]).to(device, torch.float32)  # type: ignore[misc]
+    return ImageFeatures(feats, cls, grid)
+
+
+def _clips_vs_images(model: DenseAV, images: ImageFeatures, clips: list[_Features], per_head: bool) -> torch.Tensor:
+    """[len(clips), V] (or [.., K]) scores of equally long clips against a stack of images: the model's forward
+    pass (the clips concatenated in time, broadcast over the images) and its aggregation, clip by clip."""
     device = images.features.device
-    mask = clip.mask.to(device)[None]
-    audio_cls = None if clip.cls is None else clip.cls.to(device, torch.float32)[None]
-    audio = AudioFeatures(clip.features.to(device, torch.float32)[None], audio_cls, mask)
-    volume = model(images, audio)  # [V, K, T, h, w]
-    return model.similarity.score(volume.flatten(-2), mask.expand(len(images), -1), per_head=per_head)
+    steps = clips[0].features.shape[0]
+    feats = torch.cat([c.features for c in clips]).to(device, torch.float32)[None]
+    mask = torch.cat([c.mask for c in clips if c.mask is not None]).to(device)[None]
+    cls = clips[0].cls if len(clips) == 1 else None  # one clip: its cls; several: only for cls-free similarity
+    audio = AudioFeatures(feats, None if cls is None else cls.to(device, torch.float32)[None], mask)
+    volume = model(images, audio).flatten(-2)  # [V, K, clips * T, h * w]
+    v = len(images)
+    return torch.stack(
+        [
+            model.similarity.score(
+                volume[:, :, i * steps : (i + 1) * steps],
+                mask[:, i * steps : (i + 1) * steps].expand(v, -1),
+                per_head=per_head,
+            )
+            for i in range(len(clips))
+        ]
+    )
 
 
 def score_matrix(
