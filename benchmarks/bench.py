@@ -256,7 +256,7 @@ def generate_weights(weights_dir: Path, manifest: dict) -> dict:
     from safetensors import safe_open
 
     with safe_open(str(weights_dir / "model.safetensors"), framework="pt", device="cpu") as h:
-        got = {k: list(h.get_slice(k).get_shape()) for k in h}
+        got = {k: list(h.get_slice(k).get_shape()) for k in h.keys()}  # noqa: SIM118 (safe_open is not iterable)
     want = {k["key"]: list(k["shape"]) for k in keys}
     if got != want:
         raise RuntimeError("the written safetensors file does not list the manifest's keys/shapes")

@@ -41,7 +41,7 @@ def child(corpus: Path, fixture: Path, out: Path) -> None:
     import denseav
 
     t0 = time.perf_counter()
-    summary = denseav.corpus.index(corpus, out, model=str(fixture), progress=False)
+    summary = denseav.index(corpus, out, model=str(fixture), progress=False)
     seconds = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{summary.encoded} {peak_mb:.1f} {seconds:.1f}")

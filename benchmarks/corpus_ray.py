@@ -39,14 +39,14 @@ def main() -> int:
         root = Path(tmp)
         make_media(root / "media", args.images, args.clips, 20.0)
         t0 = time.perf_counter()
-        local = denseav.corpus.index(root / "media", root / "local", model=str(fixture), progress=False)
+        local = denseav.index(root / "media", root / "local", model=str(fixture), progress=False)
         local_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
         started_s = time.perf_counter() - t0
         try:
             t0 = time.perf_counter()
-            remote = denseav.corpus.index(
+            remote = denseav.index(
                 root / "media", root / "ray", model=str(fixture), engine="ray", workers=args.cpus, progress=False
             )
             ray_s = time.perf_counter() - t0

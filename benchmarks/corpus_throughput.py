@@ -117,7 +117,7 @@ def main() -> int:
             denseav.encode_image(str(images[0]), model=model)  # warm-up: first-call allocations
             loop_s, n = plain_loop(model, images, clips, 10.0, 5.0)
             t0 = time.perf_counter()
-            summary = denseav.corpus.index(root / "media", root / f"store_{dtype}", model=model, progress=False)
+            summary = denseav.index(root / "media", root / f"store_{dtype}", model=model, progress=False)
             index_s = time.perf_counter() - t0
             assert summary.encoded == n, (summary.encoded, n)
             print(

@@ -1,25 +1,64 @@
-"""Where the shared test data lives: ../shared/fixtures beside the checkout (override: DENSEAV_FIXTURES)."""
+"""Where the test data lives, and one clear skip reason when it is missing.
+
+Fixture folders (tiny random-weight models made by running the original, with their inputs and every
+intermediate output) come from, in increasing priority:
+  1. tests/fixtures/ in this repository (vendored, so a plain clone can run the suite);
+  2. ../shared/fixtures beside the checkout, when it exists (new fixture folders may appear there);
+  3. DENSEAV_FIXTURES, one or more folders separated by os.pathsep, each laid out like tests/fixtures.
+A folder of the same name in a later source replaces the earlier one; new names are added.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import pytest
 
-def fixtures_root() -> Path:
-    env = os.environ.get("DENSEAV_FIXTURES")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+REPO = Path(__file__).resolve().parents[1]
+VENDORED = REPO / "tests" / "fixtures"
+SHARED = REPO.parent / "shared"
+
+
+def fixture_roots() -> list[Path]:
+    roots = [VENDORED, SHARED / "fixtures"]
+    roots += [Path(p) for p in os.environ.get("DENSEAV_FIXTURES", "").split(os.pathsep) if p]
+    return [r for r in roots if r.is_dir()]
+
+
+def _discover(sub: str, pattern: str, keep: str | None = None) -> list[Path]:
+    found: dict[str, Path] = {}
+    for root in fixture_roots():
+        for path in sorted((root / sub).glob(pattern)):
+            if keep is None or (path / keep).is_file():
+                found[path.name] = path
+    return [found[name] for name in sorted(found)]
 
 
 def parity_dirs() -> list[Path]:
-    """Every parity fixture folder (new ones are picked up automatically)."""
-    root = fixtures_root() / "parity"
-    return sorted(p for p in root.glob("*") if (p / "expected.safetensors").is_file())
+    """Every parity fixture folder (a folder with expected.safetensors), new ones picked up automatically."""
+    return _discover("parity", "*", keep="expected.safetensors")
 
 
 def key_manifests() -> list[Path]:
-    return sorted((fixtures_root() / "keys").glob("*.json"))
+    return _discover("keys", "*.json")
 
 
 PARITY_DIRS = parity_dirs()
 KEY_MANIFESTS = key_manifests()
+MISSING = (
+    "no test fixtures found: tests/fixtures is missing from this checkout and neither ../shared/fixtures nor "
+    "DENSEAV_FIXTURES provides any"
+)
+
+
+def first_parity_dir() -> Path:
+    """Any fixture model folder, or a skip that says why there is none."""
+    if not PARITY_DIRS:
+        pytest.skip(MISSING)
+    return PARITY_DIRS[0]
+
+
+def fixtures_root() -> Path:
+    """The first place fixtures are looked for (for messages)."""
+    return VENDORED

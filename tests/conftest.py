@@ -1,11 +1,25 @@
+"""Test-wide settings, applied before any test module imports huggingface_hub or denseav."""
+
 from __future__ import annotations
 
 import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
 
-# Before anything imports huggingface_hub: never touch the network from tests.
+# Never touch the network from tests, and never read or write the developer's own Hugging Face cache: every run
+# gets an empty one of its own (tests that need a cache lay one out themselves).
+_HF_HOME = Path(tempfile.mkdtemp(prefix="denseav-tests-hf-"))
+os.environ["HF_HOME"] = str(_HF_HOME)
+os.environ["HF_HUB_CACHE"] = str(_HF_HOME / "hub")
+os.environ.pop("HUGGINGFACE_HUB_CACHE", None)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+# The helpers (_fixtures, _media) sit beside the tests.
+sys.path.insert(0, str(Path(__file__).parent))
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: subprocesses, clusters or long media (deselect with -m 'not slow')")
+
+def pytest_sessionfinish(session: object, exitstatus: int) -> None:
+    shutil.rmtree(_HF_HOME, ignore_errors=True)

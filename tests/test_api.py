@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,15 +10,15 @@ import torch
 from PIL import Image
 
 import denseav
-from _fixtures import PARITY_DIRS
-from denseav.errors import InputError, ModelNotFoundError
+from _fixtures import PARITY_DIRS, VENDORED, first_parity_dir
+from denseav.errors import InputError, InputTypeError, ModelNotFoundError
 
-FOLDER = PARITY_DIRS[0] if PARITY_DIRS else Path("missing")
+FOLDER = PARITY_DIRS[0] if PARITY_DIRS else VENDORED / "missing"
 
 
 @pytest.fixture(scope="module")
 def model() -> denseav.DenseAV:
-    return denseav.load(FOLDER, device="cpu")
+    return denseav.load(first_parity_dir(), device="cpu")
 
 
 def noise(seconds: float, rate: int = 16000, seed: int = 0) -> torch.Tensor:
@@ -140,7 +139,7 @@ def test_image_smaller_than_a_patch(model):
 
 
 def test_bad_options(model):
-    with pytest.raises(InputError, match="multiple of the patch size 8.*96 or 104"):
+    with pytest.raises(InputError, match="multiple of the model.s patch size 8.*image_size=96 or image_size=104"):
         denseav.ground(FOLDER / "image.png", noise(1.0), sample_rate=16000, model=model, image_size=100)
     with pytest.raises(InputError, match="sample_rate"):
         denseav.ground(FOLDER / "image.png", noise(1.0), model=model)
@@ -207,3 +206,93 @@ def test_aligner_chunking_is_exact(model, monkeypatch):
     chunked = denseav.encode_audio(clip, sample_rate=16000, model=model)
     assert torch.allclose(whole.features.features, chunked.features.features, atol=1e-5)
     assert torch.allclose(whole.features.cls, chunked.features.cls, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------ encodings know their model
+
+
+def test_encodings_carry_their_model_and_print_shapes(model):
+    img = denseav.encode_image(FOLDER / "image.png", model=model)
+    aud = denseav.encode_audio(noise(1.0), sample_rate=16000, model=model)
+    assert img.model is model and aud.model is model
+    for text in (repr(img), repr(aud)):
+        assert len(text) < 300 and "tensor(" not in text
+    assert f"grid={img.features.grid[0]}x{img.features.grid[1]}" in repr(img)
+    assert f"steps={len(aud.times)}" in repr(aud)
+
+
+def test_similarity_uses_the_encodings_model_and_its_forward(model):
+    img = denseav.encode_image(FOLDER / "image.png", model=model)
+    aud = denseav.encode_audio(noise(1.0), sample_rate=16000, model=model)
+    g = denseav.similarity(img, aud)  # no model=: nothing is loaded (HF_HUB_OFFLINE, empty cache)
+    assert g.model is model
+    with torch.inference_mode():
+        direct = model(img.features, aud.features)[0]
+    assert torch.equal(g.heatmaps, direct)
+    assert denseav.similarity(img, aud, model=model).score == g.score
+
+
+def test_features_of_two_models_do_not_mix(model):
+    other = denseav.load(PARITY_DIRS[-1], device="cpu")  # a second model object, even if it is the same folder
+    img = denseav.encode_image(FOLDER / "image.png", model=model)
+    aud = denseav.encode_audio(noise(1.0), sample_rate=16000, model=other)
+    with pytest.raises(InputError, match="two different models"):
+        denseav.similarity(img, aud)
+    same = denseav.encode_audio(noise(1.0), sample_rate=16000, model=model)
+    with pytest.raises(InputError, match="model= is"):
+        denseav.similarity(img, same, model=other)
+    with pytest.raises(InputError, match="model= is"):
+        denseav.ground(img, same, model=other)
+
+
+def test_a_passed_model_is_never_converted(model):
+    dtype, device = model.dtype, model.device
+    other = torch.bfloat16 if dtype != torch.bfloat16 else torch.float32
+    with pytest.raises(InputError, match="never converted"):
+        denseav.ground(FOLDER / "image.png", noise(1.0), sample_rate=16000, model=model, dtype=other)
+    assert model.dtype == dtype and model.device == device
+    assert denseav.get_model(model, dtype=dtype, device="cpu") is model
+
+
+def test_model_of_the_wrong_type(model):
+    with pytest.raises(InputTypeError, match="int"):
+        denseav.ground(FOLDER / "image.png", noise(1.0), sample_rate=16000, model=123)  # type: ignore[call-overload]
+    with pytest.raises(InputTypeError, match="EncodedImage"):
+        denseav.similarity(FOLDER / "image.png", noise(1.0))  # type: ignore[arg-type]
+
+
+def test_time_is_seconds_and_step_is_an_index(model):
+    g = denseav.ground(FOLDER / "image.png", noise(2.0), sample_rate=16000, model=model)
+    k, t, h, w = g.heatmaps.shape
+    assert torch.equal(g.maps(step=3), g.heatmaps[:, 3])
+    assert torch.equal(g.maps(1.0), g.heatmaps[:, g.step_at(1.0)])
+    assert torch.equal(g.maps(step=-1), g.heatmaps[:, t - 1])
+    assert g.maps(None).shape == (k, t, h, w)
+    assert g.upsampled(1.2).shape == g.upsampled(step=g.step_at(1.2)).shape
+    with pytest.raises(InputError, match="outside the clip"):
+        g.upsampled(2.5)
+    with pytest.raises(InputError, match="out of range"):
+        g.upsampled(step=t)
+    with pytest.raises(InputError, match="not both"):
+        g.maps(1.0, step=2)
+    with pytest.raises(InputTypeError, match="index"):
+        g.maps(step=1.5)  # type: ignore[arg-type]
+
+
+def test_one_head_encodings_with_another_model_are_refused(model):
+    heads = {len(denseav.load(p).head_names): p for p in PARITY_DIRS}
+    if len(heads) < 2:
+        pytest.skip("needs fixture models with different head counts")
+    few, many = (denseav.load(heads[n]) for n in sorted(heads)[:2])
+    img = denseav.encode_image(FOLDER / "image.png", model=few)
+    aud = denseav.encode_audio(noise(1.0), sample_rate=16000, model=few)
+    with pytest.raises(InputError):
+        denseav.ground(img, aud, model=many)
+
+
+def test_elongated_images_are_capped_not_silently_slow(model):
+    banner = np.full((40, 600, 3), 128, np.uint8)  # 600x40 would be a 3360x224 input at the default size
+    with pytest.raises(InputError, match="max_long_side"):
+        denseav.encode_image(banner, model=model)
+    wide = denseav.encode_image(banner, model=model, max_long_side=4096)
+    assert wide.geometry.input_size == (224, 3360)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 import warnings
 import wave
 from pathlib import Path
@@ -136,15 +135,20 @@ def test_resample_keeps_leading_dims_and_rejects_ints() -> None:
         resample(torch.zeros(10), 0)
 
 
-def test_odd_rate_file_is_fast(tmp_path: Path) -> None:
+def test_odd_rate_file_never_builds_the_dense_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 22,254 Hz -> 16 kHz reduces to 11127/8000: torchaudio's dense kernel would hold hundreds of MB. The sparse
+    # evaluation must be taken instead (its speed is measured in benchmarks, not asserted here).
+    import denseav.audio as audio_module
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the dense kernel was built for an odd rate")
+
+    monkeypatch.setattr(audio_module, "_dense_kernel", refuse)
     rate, n = 22254, 22254 * 3
     rng = np.random.default_rng(0)
     _write_wav_int16(tmp_path / "odd.wav", (rng.standard_normal((1, n)) * 3000).astype(np.int16), rate)
-    t0 = time.perf_counter()
     out = prepare_audio(tmp_path / "odd.wav")
-    elapsed = time.perf_counter() - t0
     assert out.shape == (math.ceil(16000 * n / rate),)
-    assert elapsed < 2.0, f"odd-rate resampling took {elapsed:.2f}s"
 
 
 # --------------------------------------------------------------------------------------- normalisation

@@ -43,6 +43,7 @@ def one_error_line(proc: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_ground_writes_png_and_json(tmp_path):
     folder = two_head_dir()
     proc = run(
@@ -69,6 +70,7 @@ def test_ground_writes_png_and_json(tmp_path):
     assert data["heads"] == ["language", "sound"]
 
 
+@pytest.mark.slow
 def test_ground_json_to_stdout_and_quiet(tmp_path):
     folder = two_head_dir()
     proc = run(
@@ -91,6 +93,7 @@ def test_ground_json_to_stdout_and_quiet(tmp_path):
     assert "loading" not in proc.stderr  # --quiet: no chatter
 
 
+@pytest.mark.slow
 def test_video_end_to_end(tmp_path):
     folder = two_head_dir()
     clip = make_clip(tmp_path / "clip.mp4", width=64, height=48, fps=10, seconds=2.0)
@@ -102,6 +105,7 @@ def test_video_end_to_end(tmp_path):
     assert "analysed 4 frames" in proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case, code, needle",
     [
@@ -151,7 +155,7 @@ def test_usage_errors_are_one_line(capsys, tmp_path):
     cases = [
         ([], "required"),
         (["ground", image], "required"),
-        (["ground", image, audio, "--image-size", "100"], "multiple of 8"),
+        (["ground", image, audio, "--image-size", "abc"], "--image-size"),
         (["ground", image, audio, "--channel", "left"], "--channel"),
         (["video", "in.mp4", "--fps", "-1"], "--fps"),
         (["video", "in.mp4", "--layout", "grid"], "--layout"),
@@ -164,6 +168,18 @@ def test_usage_errors_are_one_line(capsys, tmp_path):
         assert code == 2, (argv, err)
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("denseav: error: ") and needle in lines[0], (argv, err)
+
+
+def test_image_size_must_fit_the_models_patch(capsys):
+    # The patch size belongs to the model, so this is checked once the model is known (runtime error, exit 1).
+    folder = two_head_dir()
+    code, _, err = call(
+        ["ground", folder / "image.png", folder / "audio.wav", "--weights", folder, "--image-size", "100", "-q"],
+        capsys,
+    )
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "--image-size 100 is not a positive multiple of the model's patch size 8" in err
+    assert "--image-size 96 or --image-size 104, or --image-size native" in err
 
 
 def test_missing_weights_and_debug(capsys, tmp_path):
@@ -197,3 +213,13 @@ def test_models_download_and_help(capsys):
     assert code == 0 and "examples:" in out and "denseav video" in out
     code, out, _ = call(["video", "--help"], capsys)
     assert code == 0 and "--max-frames" in out and "--layout" in out
+
+
+def test_unwritable_output_fails_before_the_model_loads(capsys):
+    # /proc refuses new files even to root: a read-only place. The check must come before any work.
+    folder = two_head_dir()
+    code, _, err = call(
+        ["ground", folder / "image.png", folder / "audio.wav", "--weights", folder, "-o", "/proc/x.png"], capsys
+    )
+    assert code == 2 and "cannot write in /proc" in err, err
+    assert "loading model" not in err

@@ -25,9 +25,7 @@ def test_manifests_are_present():
 def _raw(manifest: dict, rename=lambda k: k) -> RawCheckpoint:
     shapes = {rename(e["key"]): tuple(e["shape"]) for e in manifest["keys"]}
     tensors = {k: torch.empty(s, device="meta") for k, s in shapes.items()}
-    return RawCheckpoint(
-        manifest["config_json"], TensorSource(list(tensors), lambda k, dtype=None: tensors[k], shapes), None, "manifest"
-    )
+    return RawCheckpoint(manifest["config_json"], TensorSource(shapes, lambda k, dtype: tensors[k]), None, "manifest")
 
 
 def _newer_names(key: str) -> str:

@@ -4,55 +4,82 @@
 >>> g = ground("dog.jpg", "bark.wav")      # two-head "sound-language" model by default
 >>> g.heatmaps.shape                        # [heads, T, h, w]
 >>> g.head_names                            # ("language", "sound")
+
+The names below are imported on first use, so `import denseav` (and the command line's --help) does not pay
+for importing torch until something needs it.
 """
 
 from __future__ import annotations
 
-from .api import EncodedAudio, EncodedImage, encode_audio, encode_image, get_model, ground, similarity
-from .build import build_denseav, load
-from .checkpoint import checkpoint_filter_fn, config_from_original
-from .errors import CheckpointError, DenseAVError, InputError, ModelNotFoundError
-from .modeling import DenseAV, DenseAVConfig
-from .pretrained import DEFAULT_MODEL, list_models
-from .result import Grounding
-from .video import VideoGrounding, ground_video
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DEFAULT_MODEL",
-    "CheckpointError",
-    "DenseAV",
-    "DenseAVConfig",
-    "DenseAVError",
-    "EncodedAudio",
-    "EncodedImage",
-    "Grounding",
-    "InputError",
-    "ModelNotFoundError",
-    "VideoGrounding",
-    "build_denseav",
-    "checkpoint_filter_fn",
-    "config_from_original",
-    "encode_audio",
-    "encode_image",
-    "get_model",
-    "ground",
-    "ground_video",
-    "list_models",
-    "load",
-    "similarity",
-]
+# public name -> the module that defines it
+_EXPORTS = {
+    "EncodedAudio": "api",
+    "EncodedImage": "api",
+    "encode_audio": "api",
+    "encode_image": "api",
+    "get_model": "api",
+    "ground": "api",
+    "similarity": "api",
+    "build_denseav": "build",
+    "load": "build",
+    "checkpoint_filter_fn": "checkpoint",
+    "config_from_original": "checkpoint",
+    "CheckpointError": "errors",
+    "DenseAVError": "errors",
+    "InputError": "errors",
+    "InputFileNotFoundError": "errors",
+    "InputTypeError": "errors",
+    "ModelNotFoundError": "errors",
+    "OutputError": "errors",
+    "DenseAV": "modeling",
+    "DenseAVConfig": "modeling",
+    "DEFAULT_MODEL": "pretrained",
+    "list_models": "pretrained",
+    "Grounding": "result",
+    "VideoGrounding": "video",
+    "ground_video": "video",
+    # The corpus (feature stores; needs pyarrow).
+    "FeatureStore": "corpus",
+    "index": "corpus",
+    "score_matrix": "corpus",
+}
 
-# The corpus (feature stores, score_matrix, search) needs pyarrow: imported on first use, so `import denseav`
-# works without it.
-_CORPUS_NAMES = ("FeatureStore", "index", "score_matrix")
+__all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> object:
-    if name in _CORPUS_NAMES or name == "corpus":
-        import importlib
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'denseav' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
 
-        corpus = importlib.import_module(".corpus", __name__)
-        return corpus if name == "corpus" else getattr(corpus, name)
-    raise AttributeError(f"module 'denseav' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
+    from .api import EncodedAudio, EncodedImage, encode_audio, encode_image, get_model, ground, similarity
+    from .build import build_denseav, load
+    from .checkpoint import checkpoint_filter_fn, config_from_original
+    from .corpus import FeatureStore, index, score_matrix
+    from .errors import (
+        CheckpointError,
+        DenseAVError,
+        InputError,
+        InputFileNotFoundError,
+        InputTypeError,
+        ModelNotFoundError,
+        OutputError,
+    )
+    from .modeling import DenseAV, DenseAVConfig
+    from .pretrained import DEFAULT_MODEL, list_models
+    from .result import Grounding
+    from .video import VideoGrounding, ground_video

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError, InputFileNotFoundError, InputTypeError
+from .modeling.audio_encoder import SAMPLE_RATE  # the model's rate, re-exported for callers of this module
 
 __all__ = [
     "MAX_DENSE_KERNEL",
@@ -29,8 +30,6 @@ __all__ = [
     "resample",
 ]
 
-#: The rate DenseAV's HuBERT audio backbone was trained at.
-SAMPLE_RATE = 16_000
 
 #: Largest dense resampling kernel (``new * (2 * width + orig)`` elements, after dividing both rates by their
 #: gcd) that :func:`resample` builds. Above it an equivalent sparse evaluation is used; odd rates such as
@@ -339,8 +338,9 @@ _INT_ARRAY_SCALES = {
 }
 
 
-def _array_to_float32(audio: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """numpy array / tensor -> float32 tensor (integers scaled to [-1, 1) as FFmpeg does)."""
+def _array_to_float32(audio: object) -> torch.Tensor:
+    """numpy array / tensor -> float32 tensor (integers scaled to [-1, 1) as FFmpeg does); any other type the
+    caller passed is refused here with a message that says what to pass instead."""
     if isinstance(audio, np.ndarray):
         if audio.dtype == np.bool_ or audio.dtype.kind not in "iuf":
             raise InputError(
@@ -361,7 +361,7 @@ def _array_to_float32(audio: np.ndarray | torch.Tensor) -> torch.Tensor:
         elif not a.dtype.isnative:
             a = a.astype(a.dtype.newbyteorder("="))
         t = torch.from_numpy(a)
-    elif torch.is_tensor(audio):
+    elif isinstance(audio, torch.Tensor):
         t = audio.detach()
     else:
         hint = (

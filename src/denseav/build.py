@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 
 import torch
 
 from .checkpoint import RawCheckpoint, checkpoint_filter_fn, config_from_original, read_checkpoint, read_safetensors
-from .errors import CheckpointError
+from .errors import CheckpointError, InputError, InputTypeError
 from .modeling import DenseAV, DenseAVConfig
-from .pretrained import DEFAULT_MODEL, ResolvedFiles, find_pretrained, resolve
+from .pretrained import DEFAULT_MODEL, ResolvedFiles, parse_model_ref, resolve
+from .provenance import ModelProvenance
 
 DTypeLike = torch.dtype | str | None
+DeviceLike = torch.device | str | None
 _DTYPES = {
     "float32": torch.float32,
     "fp32": torch.float32,
@@ -24,57 +25,74 @@ _DTYPES = {
     "fp16": torch.float16,
     "half": torch.float16,
 }
+_DTYPE_HELP = "float32 (default), bfloat16 or float16 (also fp32, bf16, fp16, half, or the torch dtypes)"
 
 
 def resolve_dtype(dtype: DTypeLike) -> torch.dtype:
+    """None -> float32; a name or torch dtype -> the torch dtype. Anything else is an InputError naming the choices."""
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype):
         if dtype not in _DTYPES.values():
-            raise ValueError(f"dtype {dtype} is not supported; use float32, bfloat16 or float16")
+            raise InputError(f"dtype {dtype} is not supported; use {_DTYPE_HELP}")
         return dtype
-    key = str(dtype).lower().removeprefix("torch.")
+    if not isinstance(dtype, str):
+        raise InputTypeError(f"dtype must be a string or a torch.dtype, not {type(dtype).__name__}; use {_DTYPE_HELP}")
+    key = dtype.strip().lower().removeprefix("torch.")
     if key not in _DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of float32, bfloat16, float16")
+        raise InputError(f"unknown dtype {dtype!r}; use {_DTYPE_HELP}")
     return _DTYPES[key]
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """None picks CUDA when available, else the CPU."""
+def resolve_device(device: DeviceLike) -> torch.device:
+    """None picks CUDA when available, else the CPU. A device this machine lacks is an InputError saying so."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(device, (str, torch.device)):
+        raise InputTypeError(
+            f"device must be a string or a torch.device, not {type(device).__name__}; use 'cpu', 'cuda', 'cuda:N' "
+            "or None (CUDA when available, else the CPU)"
+        )
     try:
         dev = torch.device(device)
-    except RuntimeError as e:
-        raise ValueError(f"unknown device {device!r}: {e}") from e
+    except (RuntimeError, ValueError) as e:
+        raise InputError(
+            f"unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N', 'mps' or None (CUDA when available, else the "
+            f"CPU) ({e})"
+        ) from e
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device {device!r} asked for, but this torch build sees no CUDA GPU; use the CPU (device cpu)"
+        raise InputError(
+            f"device {device!r} asked for, but this torch build sees no CUDA GPU; use device 'cpu' (or None, which "
+            "picks CUDA only when there is one)"
         )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"device {device!r} asked for, but this machine has no usable Apple GPU; use device 'cpu'")
     return dev
 
 
-def build_denseav(config: DenseAVConfig, *, device: str | torch.device = "meta") -> DenseAV:
+def build_denseav(
+    config: DenseAVConfig, *, provenance: ModelProvenance | None = None, device: str | torch.device = "meta"
+) -> DenseAV:
     """An (uninitialised) DenseAV for `config`. On the meta device by default: no memory until weights arrive."""
     with torch.device(device):
-        return DenseAV(config)
+        return DenseAV(config, provenance=provenance)
 
 
 def model_from_checkpoint(
     raw: RawCheckpoint,
     *,
     head_names: tuple[str, ...] | None = None,
-    device: str | torch.device | None = "cpu",
+    device: DeviceLike = "cpu",
     dtype: DTypeLike = None,
+    provenance: ModelProvenance | None = None,
 ) -> DenseAV:
     """Convert and load a read checkpoint strictly: a missing, unexpected or misshapen tensor is an error."""
     config = config_from_original(raw.hparams, raw.backbones, head_names)
-    model = build_denseav(config)
+    model = build_denseav(config, provenance=provenance)
     state = convert_strict(raw, model, resolve_dtype(dtype))
     model.load_state_dict(state, strict=True, assign=True)
     del state
     model.requires_grad_(False)
-    model.source = raw.source  # type: ignore[attr-defined]
     _release_freed_memory()
     return model.to(resolve_device(device)).eval()
 
@@ -90,6 +108,12 @@ def _release_freed_memory() -> None:
         pass
 
 
+def _listed(items: list[str], limit: int = 5) -> str:
+    """A few names and a count: enough to recognise the problem without a wall of keys."""
+    shown = "; ".join(items[:limit])
+    return shown + (f"; ... ({len(items)} in all)" if len(items) > limit else "")
+
+
 def convert_strict(raw: RawCheckpoint, model: DenseAV, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """`checkpoint_filter_fn`, then insist that the result fits `model` exactly (names and shapes)."""
     _check_lora(raw)
@@ -101,25 +125,21 @@ def convert_strict(raw: RawCheckpoint, model: DenseAV, dtype: torch.dtype | None
         for k, v in expected.items()
         if k in state and tuple(state[k].shape) != tuple(v.shape)
     ]
-    if missing or unexpected or misshapen:
-
-        def head(items: list[str]) -> str:
-            return "; ".join(items[:12]) + (f"; ... ({len(items)} in all)" if len(items) > 12 else "")
-
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} tensor(s) (package names): {head(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} tensor(s): {head(unexpected)}")
-        if misshapen:
-            parts.append(f"shape mismatch: {head(misshapen)}")
-        raise CheckpointError(
-            f"{raw.source} does not fit the model its config describes: "
-            + " | ".join(parts)
-            + ". If this is a checkpoint with non-published backbone sizes, put a backbones.json beside it "
-            "(see the README, 'Custom checkpoints')."
+    if not (missing or unexpected or misshapen):
+        return state
+    if misshapen and raw.backbones is None:
+        hint = (
+            "Its tensors are not the published backbone sizes: a checkpoint with other sizes needs its "
+            "backbones.json beside it (see the README, 'Custom checkpoints')."
         )
-    return state
+    else:
+        hint = "Is it a DenseAV checkpoint as the original code saves it (config.json + model.safetensors, or .ckpt)?"
+    parts = [f"shape mismatch: {_listed(misshapen)}"] if misshapen else []
+    if missing:
+        parts.append(f"missing {len(missing)} tensor(s) (package names): {_listed(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {len(unexpected)} tensor(s): {_listed(unexpected)}")
+    raise CheckpointError(f"{raw.source} does not fit the model its config describes. {hint} " + " | ".join(parts))
 
 
 def _check_lora(raw: RawCheckpoint) -> None:
@@ -134,10 +154,10 @@ def _check_lora(raw: RawCheckpoint) -> None:
 
 
 def load(
-    name_or_path: str | os.PathLike = DEFAULT_MODEL,
+    name_or_path: str | os.PathLike[str] = DEFAULT_MODEL,
     *,
     revision: str | None = None,
-    device: str | torch.device | None = None,
+    device: DeviceLike = None,
     dtype: DTypeLike = None,
     progress: bool = True,
 ) -> DenseAV:
@@ -149,13 +169,20 @@ def load(
     device: "cpu", "cuda", ... (None: CUDA if available, else CPU).
     dtype: float32 (default), bfloat16 or float16 weights; similarity sums always run in float32.
     """
-    target = resolve(name_or_path, revision=revision, progress=progress)
+    # Bad options fail before anything is read or downloaded.
+    resolve_dtype(dtype)
+    resolve_device(device)
+    ref = parse_model_ref(name_or_path)
+    target = resolve(ref, revision=revision, progress=progress)
     if isinstance(target, ResolvedFiles):
         raw = read_safetensors(target.weights, target.config, target.backbones)
-        entry = target.pretrained
+        entry, commit = target.pretrained, target.commit
     else:
         raw = read_checkpoint(target)
-        entry = find_pretrained(Path(target).name)  # e.g. a downloaded denseav_2head.ckpt
-    model = model_from_checkpoint(raw, head_names=entry.head_names if entry else None, device=device, dtype=dtype)
-    model.name = entry.name if entry else str(name_or_path)  # type: ignore[attr-defined]
-    return model
+        entry, commit = ref.entry, None  # a local copy of a registry file (e.g. denseav_2head.ckpt) keeps its heads
+    name = entry.name if entry is not None and ref.kind != "path" else ref.text
+    provenance = ModelProvenance(name=name, revision=commit or revision, source=raw.source)
+    with raw:
+        return model_from_checkpoint(
+            raw, head_names=entry.head_names if entry else None, device=device, dtype=dtype, provenance=provenance
+        )

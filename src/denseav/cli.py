@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import textwrap
 import warnings
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
-from .errors import DenseAVError
+from .errors import DenseAVError, InputFileNotFoundError, OutputError
 
 EXAMPLES = """\
 examples:
@@ -23,6 +24,7 @@ examples:
   denseav models                                      the published models, and which are downloaded
   denseav download sound-language                     fetch weights once, then run offline
   denseav ground img.png a.wav --weights ./my_ckpt    a local checkpoint folder or .ckpt file
+  denseav demo                                        a web page where the heatmaps play with the sound
 
 Models download from the Hugging Face Hub on first use (HF_HOME / HF_HUB_OFFLINE apply).
 """
@@ -42,15 +44,19 @@ class _UsageError(Exception):
 # --------------------------------------------------------------------------------------------- arguments
 
 
-def _image_size(text: str) -> int | None:
+def _image_size(text: str) -> int | str | None:
+    if text.lower() == "model":
+        return "model"
     if text.lower() in ("native", "none", "full"):
         return None
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a multiple of 8 (e.g. 224) or 'native', got {text!r}") from None
-    if value <= 0 or value % 8:
-        raise argparse.ArgumentTypeError(f"must be a positive multiple of 8 (e.g. 224, 448) or 'native', got {value}")
+        raise argparse.ArgumentTypeError(
+            f"expected 'model', 'native' or a multiple of the patch size (e.g. 224), got {text!r}"
+        ) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of pixels, 'model' or 'native', got {value}")
     return value
 
 
@@ -93,14 +99,24 @@ def _time(text: str) -> Any:
     if text in ("mean", "max"):
         return text
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected 'mean', 'max' or seconds (e.g. 1.5), got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected seconds from the start of the clip (0 or more), got {text}")
+    return value
+
+
+def _step(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an audio step number (e.g. 3), got {text!r}") from None
 
 
 def _build_parser() -> _Parser:
+    from .limits import DEFAULT_MAX_FPS, DEFAULT_MAX_FRAMES, MAX_LONG_SIDE
     from .pretrained import DEFAULT_MODEL, list_models
-    from .video import DEFAULT_MAX_FPS, DEFAULT_MAX_FRAMES
 
     run = _Parser(add_help=False)
     g = run.add_argument_group("output control")
@@ -131,9 +147,18 @@ def _build_parser() -> _Parser:
     g.add_argument(
         "--image-size",
         type=_image_size,
-        default=224,
+        default="model",
         metavar="N",
-        help="short side the image is resized to (multiple of 8, default 224) or 'native'",
+        help="short side the image is resized to: 'model' (the backbone's training size, 224 for the published "
+        "models; default), a multiple of the patch size, or 'native'",
+    )
+    g.add_argument(
+        "--max-long-side",
+        type=_positive_int,
+        default=MAX_LONG_SIDE,
+        metavar="N",
+        help=f"refuse model inputs whose long side would exceed N pixels (default {MAX_LONG_SIDE}; the cost grows "
+        "with its square)",
     )
     g.add_argument(
         "--channel",
@@ -167,15 +192,22 @@ def _build_parser() -> _Parser:
     )
     p.add_argument("image", metavar="IMAGE", help="image file (PNG, JPEG, ...)")
     p.add_argument("audio", metavar="AUDIO", help="sound file (wav, flac, mp3, ogg, m4a, or a video's sound)")
-    p.add_argument("-o", "--output", metavar="OUT.png", help="write the overlay and time strip as a PNG")
-    p.add_argument("--json", metavar="OUT.json", help="write scores, peaks and per-step maxima as JSON ('-': stdout)")
     p.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT.png",
+        help="write the overlay and time strip as a PNG, or (OUT.mp4) the image with its sound and a map per moment",
+    )
+    p.add_argument("--json", metavar="OUT.json", help="write scores, peaks and per-step maxima as JSON ('-': stdout)")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument(
         "--time",
         type=_time,
         default="mean",
         metavar="WHEN",
         help="what the picture shows: 'mean' (default) or 'max' over the clip, or a moment in seconds",
     )
+    when.add_argument("--step", type=_step, metavar="N", help="show audio step N instead (0 = the first)")
     p.set_defaults(func=_cmd_ground)
 
     p = sub.add_parser(
@@ -242,6 +274,11 @@ def _build_parser() -> _Parser:
     p.add_argument("--revision", metavar="REV", help="branch, tag or commit (default: the registry's)")
     p.set_defaults(func=_cmd_download)
 
+    # `denseav demo` lives in its own package (Gradio is imported only when it runs).
+    from .demo.cli import add_parser as add_demo_parser
+
+    add_demo_parser(sub, parents=[model, run])
+
     # Corpus commands (index, search, batch) live in their own package.
     from .corpus.cli import add_parsers
 
@@ -259,13 +296,16 @@ def _say(args: argparse.Namespace, message: str) -> None:
 
 
 def _check_model_name(name: str) -> None:
-    from .pretrained import find_pretrained, is_repo_id, list_models, looks_like_path
+    from .errors import ModelNotFoundError
+    from .pretrained import list_models, parse_model_ref
 
-    if find_pretrained(name) is None and not is_repo_id(name) and not looks_like_path(name):
+    try:
+        parse_model_ref(name)
+    except ModelNotFoundError:
         raise _UsageError(
             f"unknown model {name!r}; choose one of {', '.join(list_models())} (see `denseav models`), a Hugging "
             "Face repo id 'user/repo', or pass a local checkpoint with --weights"
-        )
+        ) from None
 
 
 def _load_model(args: argparse.Namespace) -> Any:
@@ -278,7 +318,9 @@ def _load_model(args: argparse.Namespace) -> Any:
     if args.weights:
         source = args.weights
         if not Path(source).expanduser().exists():
-            raise FileNotFoundError(f"--weights {source}: no such file or folder; pass a checkpoint folder or .ckpt")
+            raise InputFileNotFoundError(
+                f"--weights {source}: no such file or folder; pass a checkpoint folder or .ckpt"
+            )
     else:
         source = args.model
         _check_model_name(source)
@@ -286,7 +328,7 @@ def _load_model(args: argparse.Namespace) -> Any:
     return load(source, revision=args.revision, device=args.device, dtype=args.dtype, progress=not args.quiet)
 
 
-def _write_json(data: dict, target: str, args: argparse.Namespace) -> None:
+def _write_json(data: dict[str, Any], target: str, args: argparse.Namespace) -> None:
     text = json.dumps(data, indent=2)
     if target == "-":
         print(text)
@@ -295,42 +337,36 @@ def _write_json(data: dict, target: str, args: argparse.Namespace) -> None:
     _say(args, f"wrote {target}")
 
 
-def _check_output(path: str | None, suffixes: tuple[str, ...], flag: str, inputs: Sequence[str]) -> None:
-    if path is None:
-        return
-    p = Path(path)
-    if p.suffix.lower() not in suffixes:
-        raise _UsageError(f"{flag} {path}: the file name must end in {' or '.join(suffixes)}")
-    if not p.parent.exists():
-        raise _UsageError(f"{flag} {path}: the folder {p.parent} does not exist")
-    for i in inputs:
-        if Path(i).exists() and p.exists() and p.resolve() == Path(i).resolve():
-            raise _UsageError(f"{flag} {path} is also an input; choose another output path")
+def _check_outputs(args: argparse.Namespace, output: str | None, suffixes: tuple[str, ...], inputs: list[str]) -> None:
+    """Every output path is checked before the model loads: a bad path must cost nothing."""
+    from .outputs import check_output_path
+
+    if output is not None:
+        check_output_path(output, suffixes=suffixes, what="-o", inputs=inputs)
+    if args.json and args.json != "-":
+        check_output_path(args.json, suffixes=(".json",), what="--json", inputs=inputs)
 
 
 # ---------------------------------------------------------------------------------------------- commands
 
 
 def _cmd_ground(args: argparse.Namespace) -> int:
-    import denseav
+    from .api import ground, model_label
+    from .render import render_grounding_video, save_png
 
-    from .render import save_png
-
-    _check_output(args.output, (".png",), "-o", [args.image, args.audio])
-    if args.json and args.json != "-":
-        _check_output(args.json, (".json",), "--json", [args.image, args.audio])
+    _check_outputs(args, args.output, (".png", ".mp4"), [args.image, args.audio])
     model = _load_model(args)
-    result = denseav.ground(
+    result = ground(
         args.image,
         args.audio,
         model=model,
         image_size=args.image_size,
+        max_long_side=args.max_long_side,
         channel=args.channel,
         normalize_audio=not args.raw_audio,
     )
     summary = result.to_dict()
-    to_stdout_json = args.json == "-"
-    out = sys.stderr if to_stdout_json else sys.stdout  # keep stdout pure JSON when it carries JSON
+    out = sys.stderr if args.json == "-" else sys.stdout  # keep stdout pure JSON when it carries JSON
     h0, w0 = result.geometry.original_size
     print(f"heads: {', '.join(result.head_names)}", file=out)
     per_head = ", ".join(f"{n} {v:.4g}" for n, v in summary["score_per_head"].items())
@@ -339,26 +375,26 @@ def _cmd_ground(args: argparse.Namespace) -> int:
     for name, peak in summary["peak_over_time"].items():
         print(f"peak {name} (mean over time): x={peak['x']:g} y={peak['y']:g} (value {peak['value']:.4g})", file=out)
     if args.output:
-        path = save_png(result, args.output, time=args.time)
+        if Path(args.output).suffix.lower() == ".mp4":
+            path = render_grounding_video(result, args.output, progress=not args.quiet)
+        else:
+            path = save_png(result, args.output, time=args.time, step=args.step)
         print(f"wrote {path}", file=out)
     elif not args.json and not args.quiet:
         print("(pass -o out.png for a picture, --json out.json for the numbers)", file=sys.stderr)
     if args.json:
-        summary = {"model": getattr(model, "name", None), "image": args.image, "audio": args.audio, **summary}
-        _write_json(summary, args.json, args)
+        _write_json({"model": model_label(model), "image": args.image, "audio": args.audio, **summary}, args.json, args)
     return 0
 
 
 def _cmd_video(args: argparse.Namespace) -> int:
-    from .render import render_video, video_encoder
+    from .api import model_label
+    from .media import video_encoder
+    from .render import render_video
     from .video import ground_video
 
     output = args.output or f"{Path(args.input).stem}_denseav.mp4"
-    _check_output(output, (".mp4", ".mov", ".m4v", ".mkv"), "-o", [args.input])
-    if Path(args.input).exists() and Path(output).exists() and Path(output).resolve() == Path(args.input).resolve():
-        raise _UsageError(f"-o {output} is the input video; choose another output path")
-    if args.json and args.json != "-":
-        _check_output(args.json, (".json",), "--json", [args.input])
+    _check_outputs(args, output, (".mp4", ".mov", ".m4v", ".mkv"), [args.input])
     model = _load_model(args)
     vg = ground_video(
         args.input,
@@ -379,20 +415,23 @@ def _cmd_video(args: argparse.Namespace) -> int:
         file=out,
     )
     print(f"analysed {vg.num_frames} frames ({vg.fps:.3g} per second); heads: {', '.join(vg.head_names)}", file=out)
+    if vg.frames_without_sound:
+        print(f"{vg.frames_without_sound} analysed frames lie outside the sound track: no map", file=out)
     print(f"wrote {path} ({args.layout}, {video_encoder()} + aac)", file=out)
     if args.json:
-        _write_json({"model": getattr(model, "name", None), **vg.to_dict()}, args.json, args)
+        _write_json({"model": model_label(model), **vg.to_dict()}, args.json, args)
     return 0
 
 
 def _human_bytes(n: int | None) -> str:
     if not n:
         return "?"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1000
-    return f"{n:.2f} GB"
+    value = float(n)
+    for unit in ("B", "KB", "MB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.2f} {unit}"
+        value /= 1000
+    return f"{value:.2f} GB"
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -429,8 +468,23 @@ def _cmd_download(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------------------------------------- main
 
 
+# Library messages name options as Python keywords (channel='first'); on the command line they are flags.
+_KEYWORD_OPTION = re.compile(r"\b(channel|image_size|max_long_side|fps|max_frames|batch_size)=(['\"]?)([\w.-]+)\2")
+_RAW_AUDIO = re.compile(r"\bnormalize(?:_audio)?=False\b")
+
+
+def _as_flags(text: str) -> str:
+    text = _RAW_AUDIO.sub("--raw-audio", text)
+
+    def flag(m: re.Match[str]) -> str:
+        value = "native" if (m.group(1), m.group(3)) == ("image_size", "None") else m.group(3)
+        return f"--{m.group(1).replace('_', '-')} {value}"
+
+    return _KEYWORD_OPTION.sub(flag, text)
+
+
 def _one_line(message: object) -> str:
-    return " ".join(str(message).split())
+    return _as_flags(" ".join(str(message).split()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -438,14 +492,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
 
-    def show_warning(message, category, filename, lineno, file=None, line=None):
+    def show_warning(message: Warning | str, *_: object, **__: object) -> None:
         print(f"denseav: warning: {_one_line(message)}", file=sys.stderr)
 
     with warnings.catch_warnings():
         warnings.showwarning = show_warning
         try:
             return int(args.func(args) or 0)
-        except _UsageError as e:
+        except (_UsageError, OutputError) as e:  # a bad argument, found before any work
             if args.debug:
                 raise
             print(f"denseav: error: {_one_line(e)} (see '{parser.prog} {args.command} --help')", file=sys.stderr)

@@ -11,7 +11,9 @@ the user passed in, undoing both the resize and the top-left crop.
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError, InputFileNotFoundError, InputTypeError
+from .limits import MAX_LONG_SIDE
 
 __all__ = [
     "DEFAULT_BACKGROUND",
@@ -32,9 +35,11 @@ __all__ = [
     "ImageGeometry",
     "ImageInput",
     "crop_to_multiple",
+    "decode_picture",
     "maps_to_original",
     "preprocess_image",
     "resize_short_side",
+    "resize_to",
     "to_rgb_uint8",
 ]
 
@@ -46,12 +51,6 @@ DEFAULT_IMAGE_SIZE: int = 224
 # Transparent pixels are composited onto white. The colour stored under fully transparent pixels
 # is often junk (black, or leftovers from an editor), so it must never reach the model as is.
 DEFAULT_BACKGROUND: tuple[int, int, int] = (255, 255, 255)
-# Upper bound on the model input's longer side. The backbone's attention costs grow with the square of the
-# number of patches: a 1000x40 banner resized to a 224 short side would be 224x5600 (700 times the patches of
-# a 224x224 square's attention work, minutes on a CPU). 1024 admits every common aspect ratio up to 4.5:1
-# (panoramas at 224: 224x1008); pass max_long_side= (CLI --max-long-side) to go further on purpose.
-MAX_LONG_SIDE: int = 1024
-
 ImageInput = Union[str, "os.PathLike[str]", Image.Image, np.ndarray, torch.Tensor]
 
 _ACCEPTED_ARRAYS = (
@@ -127,7 +126,7 @@ def _check_background(background: tuple[int, int, int]) -> tuple[int, int, int]:
             f"background must be an (R, G, B) tuple of integers in 0..255, got {background!r}; "
             "e.g. (255, 255, 255) for white."
         )
-    return bg  # type: ignore[return-value]
+    return (int(bg[0]), int(bg[1]), int(bg[2]))
 
 
 def _tensor_chw_to_uint8(x: torch.Tensor, what: str) -> torch.Tensor:
@@ -182,17 +181,17 @@ def _from_pil(im: Image.Image, what: str) -> torch.Tensor:
         if mode.startswith("I;16") or mode == "I":
             # Pillow's own convert("L") clips 16-bit values instead of scaling them, so scale here.
             # Mode "I" (32-bit) is what older Pillow versions give for 16-bit PNGs: treat it as 0..65535.
-            arr = np.asarray(im).astype(np.int32)
-            return _scale_16bit(torch.from_numpy(arr)[None])
+            return _scale_16bit(torch.from_numpy(np.asarray(im).astype(np.int32))[None])
         if mode == "F":
             # No convention exists for float PIL images: take [0, 1] when the values fit,
             # else 0..255 (what convert("F") of an 8-bit image produces).
-            arr = torch.from_numpy(np.asarray(im).astype(np.float64))[None]
-            if torch.isnan(arr).any():
+            values = torch.from_numpy(np.asarray(im).astype(np.float64))[None]
+            if torch.isnan(values).any():
                 raise InputError(f"{what} (mode F) contains NaN values; replace them before passing it.")
-            if arr.numel() and float(arr.max()) > 1 + 1e-4 and float(arr.min()) >= 0 and float(arr.max()) <= 255:
-                arr = arr / 255.0
-            return _scale_float(arr, what)
+            top = float(values.max()) if values.numel() else 0.0
+            if top > 1 + 1e-4 and float(values.min()) >= 0 and top <= 255:
+                values = values / 255.0
+            return _scale_float(values, what)
         if has_alpha:
             # Covers RGBA, LA, PA, RGBa (premultiplied), P/L/RGB with a transparency key.
             im = im.convert("LA") if mode == "LA" else im.convert("RGBA")
@@ -219,15 +218,59 @@ def _from_pil(im: Image.Image, what: str) -> torch.Tensor:
     return _from_numpy(arr, what)
 
 
-def _open_path(path: str | os.PathLike[str]) -> Image.Image:
+def _rewarn_large(caught: list[warnings.WarningMessage], path: Path, size: tuple[int, int]) -> None:
+    """Pillow's decompression-bomb warning, said in our words (other warnings pass through unchanged)."""
+    for w in caught:
+        if issubclass(w.category, Image.DecompressionBombWarning):
+            megapixels = size[0] * size[1] / 1e6
+            warnings.warn(
+                f"'{path}' is {size[0]}x{size[1]} pixels ({megapixels:.0f} MP, {3 * megapixels / 1000:.1f} GB "
+                "decoded); the model only needs its short side at 224 pixels, so downscaling the file first "
+                "saves time and memory",
+                UserWarning,
+                stacklevel=4,
+            )
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def _draft_jpeg(im: Image.Image, long_side: int) -> None:
+    """Let Pillow decode a JPEG reduced (DCT scaling by 1/2, 1/4 or 1/8) while its long side stays >= long_side."""
+    if im.format != "JPEG" or max(im.size) <= 2 * long_side:
+        return
+    scale = long_side / max(im.size)
+    im.draft("RGB", (math.ceil(im.size[0] * scale), math.ceil(im.size[1] * scale)))
+
+
+def _upright_size(im: Image.Image, size: tuple[int, int]) -> tuple[int, int]:
+    """(H, W) of a stored (W, H) size once the EXIF orientation is applied (5 to 8 turn the picture by 90 deg)."""
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except Exception:  # a broken EXIF block: exif_transpose will leave the picture as stored too
+        orientation = 1
+    w, h = size
+    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+
+
+def _open_path(path: str | os.PathLike[str], draft_long_side: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """The decoded picture (upright) and its full (H, W), which differs from the picture's own size only when a
+    large JPEG was decoded reduced (`draft_long_side`)."""
     p = Path(path)
     if not p.exists():
-        raise InputFileNotFoundError(f"image file not found: '{p}'; check the path (relative paths start at {os.getcwd()}).")
+        raise InputFileNotFoundError(
+            f"image file not found: '{p}'; check the path (relative paths start at {os.getcwd()})."
+        )
     if p.is_dir():
         raise InputError(f"'{p}' is a directory, not an image file; pass the path of an image inside it.")
     try:
-        im = Image.open(p)
-        im.load()  # decode now so truncated / corrupt files fail here, with the path in the message
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            im = Image.open(p)
+            full_size = im.size
+            if draft_long_side is not None:
+                _draft_jpeg(im, draft_long_side)
+            im.load()  # decode now so truncated / corrupt files fail here, with the path in the message
+        _rewarn_large(caught, p, im.size)
     except UnidentifiedImageError as exc:
         raise InputError(
             f"could not read an image from '{p}': not a recognised image format ({exc}); "
@@ -246,11 +289,11 @@ def _open_path(path: str | os.PathLike[str]) -> Image.Image:
     try:
         # Phone photos are stored sideways with an EXIF orientation tag; show them the way viewers do.
         transposed = ImageOps.exif_transpose(im)
-        if transposed is not None:
-            im = transposed
-    except Exception:
-        pass
-    return im
+    except Exception:  # a broken EXIF block must not make a readable picture unreadable
+        transposed = None
+    if transposed is None:
+        return im, (full_size[1], full_size[0])
+    return transposed, _upright_size(im, full_size)
 
 
 def to_rgb_uint8(
@@ -275,10 +318,27 @@ def to_rgb_uint8(
     Raises:
         InputError: missing or unreadable files, unsupported shapes / dtypes, NaNs, empty images.
     """
+    return decode_picture(image, background=background)[0]
+
+
+def decode_picture(
+    image: ImageInput,
+    *,
+    background: tuple[int, int, int] = DEFAULT_BACKGROUND,
+    draft_long_side: int | None = None,
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """`to_rgb_uint8`, and the picture's full (H, W).
+
+    draft_long_side: a JPEG file more than twice this long is decoded reduced by Pillow (1/2, 1/4 or 1/8 scale,
+        keeping the long side >= draft_long_side): the RGB tensor is then smaller than the full size returned
+        beside it, and takes a fraction of the time and memory. Other inputs are decoded whole.
+    """
     bg = _check_background(background)
+    full_size: tuple[int, int] | None = None
     if isinstance(image, (str, os.PathLike)):
         what = f"'{os.fspath(image)}'"
-        chw = _from_pil(_open_path(image), what)
+        picture, full_size = _open_path(image, draft_long_side)
+        chw = _from_pil(picture, what)
     elif isinstance(image, Image.Image):
         what = "the PIL image"
         try:
@@ -317,7 +377,8 @@ def to_rgb_uint8(
         raise InputError(
             f"{what} is empty ({chw.shape[1]}x{chw.shape[2]} pixels); pass an image with at least one pixel."
         )
-    return _finish_channels(chw, bg)
+    rgb = _finish_channels(chw, bg)
+    return rgb, full_size or (int(rgb.shape[1]), int(rgb.shape[2]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -351,8 +412,13 @@ def resize_short_side(img: torch.Tensor, size: int) -> torch.Tensor:
             f"resize_short_side needs a uint8 tensor [3, H, W] or [N, 3, H, W], got a {desc}; use to_rgb_uint8 first."
         )
     h, w = int(img.shape[-2]), int(img.shape[-1])
-    out_h, out_w = _resized_size(h, w, size)
-    if (out_h, out_w) == (h, w):
+    return resize_to(img, _resized_size(h, w, size))
+
+
+def resize_to(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """`resize_short_side`'s arithmetic to an exact (H, W): a uint8 [3, H, W] or [N, 3, H, W] image."""
+    out_h, out_w = size
+    if (out_h, out_w) == tuple(img.shape[-2:]):
         return img
     x = img if img.ndim == 4 else img[None]
     y = F.interpolate(x.to(torch.float32), size=(out_h, out_w), mode="bilinear", align_corners=False, antialias=True)
@@ -411,10 +477,10 @@ def _check_image_size(image_size: int | None, patch_size: int) -> None:
     if image_size <= 0 or image_size % patch_size:
         lower = max(patch_size, image_size // patch_size * patch_size)
         upper = max(patch_size, -(-image_size // patch_size) * patch_size)
-        suggestion = f"{lower}" if lower == upper else f"{lower} or {upper}"
+        suggestion = f"image_size={lower}" if lower == upper else f"image_size={lower} or image_size={upper}"
         raise InputError(
-            f"image_size must be a positive multiple of the patch size {patch_size}, got {image_size}; "
-            f"use {suggestion}, or None to keep the native resolution."
+            f"image_size={image_size} is not a positive multiple of the model's patch size {patch_size}; "
+            f"use {suggestion}, or image_size=None to keep the native resolution."
         )
 
 
@@ -446,8 +512,12 @@ def preprocess_image(
     image_size: int | None = DEFAULT_IMAGE_SIZE,
     background: tuple[int, int, int] = DEFAULT_BACKGROUND,
     max_long_side: int = MAX_LONG_SIDE,
+    original_size: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, ImageGeometry]:
     """Turn an image into DenseAV's model input and remember the geometry.
+
+    original_size: the picture's full (H, W) when `image` is a reduced decode of it (see `decode_picture`): sizes
+    and the geometry are then those of the full picture, and the reduced one is resized straight to them.
 
     Steps (as the original demo): to RGB uint8 -> shorter side resized to ``image_size``
     (None keeps the native resolution) -> top-left crop to a multiple of ``patch_size`` -> / 255 ->
@@ -463,10 +533,10 @@ def preprocess_image(
     """
     _check_image_size(image_size, patch_size)
     rgb = to_rgb_uint8(image, background=background)
-    h0, w0 = int(rgb.shape[1]), int(rgb.shape[2])
+    h0, w0 = original_size or (int(rgb.shape[1]), int(rgb.shape[2]))
     hr, wr = (h0, w0) if image_size is None else _resized_size(h0, w0, image_size)
     _check_input_size((h0, w0), (hr, wr), image_size, patch_size, max_long_side)
-    resized = rgb if image_size is None else resize_short_side(rgb, image_size)
+    resized = resize_to(rgb, (hr, wr))
     cropped = crop_to_multiple(resized, patch_size)
     # Same operations and order as torchvision's Normalize (sub then div by float32 tensors),
     # so results match the original bit for bit.

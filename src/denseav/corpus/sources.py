@@ -23,8 +23,8 @@ import torch
 from ..audio import SAMPLE_RATE, normalize_waveform_, prepare_audio
 from ..errors import InputError, InputFileNotFoundError
 from ..image import ImageGeometry, preprocess_image
+from ..media import iter_display_frames
 from ..modeling import DenseAV
-from ..video import iter_display_frames
 from .provenance import file_sha256
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -283,7 +283,8 @@ def _video_frames(entry: MediaEntry, digest: str, options: IndexOptions, spec: I
         return True
 
     try:
-        for _, t, rgb in iter_display_frames(entry.path, want=want):
+        for frame in iter_display_frames(entry.path, want=want):
+            t, rgb = frame.time, frame.rgb
             if rgb is None:
                 continue
             item_id = frame_id(entry.id, t)
@@ -357,12 +358,11 @@ def load_frame(source: str, t: float | None) -> torch.Tensor:
 
     if media_type(source) != "video" or t is None:
         return to_rgb_uint8(source)
-    best: tuple[float, torch.Tensor] | None = None
-    for _, ft, rgb in iter_display_frames(source):
-        if rgb is not None and (best is None or abs(ft - t) < best[0]):
-            best = (abs(ft - t), rgb)
-        if ft > t + 1:
-            break
-    if best is None:
-        raise InputError(f"{source}: no video frame near {t:.3f} s")
-    return best[1]
+    frames = iter_display_frames(source, want=lambda _i, ft: abs(ft - t) < 1e-3)  # the frame the item came from
+    try:
+        for frame in frames:
+            if frame.rgb is not None:
+                return frame.rgb
+    finally:
+        frames.close()
+    raise InputError(f"{source}: no video frame at {t:.3f} s; the file changed since it was indexed")

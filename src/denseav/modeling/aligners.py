@@ -33,40 +33,33 @@ class ChannelNorm(nn.LayerNorm):
 
 
 class LinearAligner(nn.Module):
-    """Optional norm, then a per-position linear. The cls goes through its own linear *un-normalised*
+    """LayerNorm, then a per-position linear. The cls goes through its own linear *un-normalised*
     (the original normalises it and throws the result away; reproduced on purpose)."""
 
-    def __init__(self, dim_in: int, dim_out: int, use_norm: bool = True) -> None:
+    def __init__(self, dim_in: int, dim_out: int) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(dim_in, eps=ALIGNER_EPS) if use_norm else None
+        self.norm = nn.LayerNorm(dim_in, eps=ALIGNER_EPS)
         self.proj = Linear(dim_in, dim_out)
         self.cls_proj = Linear(dim_in, dim_out)
 
     def forward(self, x: torch.Tensor, cls: Cls = None) -> tuple[torch.Tensor, Cls]:
-        if self.norm is not None:
-            x = self.norm(x)
-        return self.proj(x), None if cls is None else self.cls_proj(cls)
+        return self.proj(self.norm(x)), None if cls is None else self.cls_proj(cls)
 
 
 class TimePool(nn.Module):
     """Learned temporal pooling: a linear over non-overlapping windows of `width` frames (a strided conv).
 
-    `norm=True` normalises first and returns the normalised cls (the older `*_3_3_pool` aligners);
-    `cls_proj=True` maps the cls with its own linear (the first stage of `audio_sa_3_3_pool_2`).
-    Trailing frames that do not fill a window are dropped, as the convolution does.
+    `cls_proj=True` maps the cls with its own linear (the first pool of `audio_sa_3_3_pool_2`); otherwise the cls
+    passes unchanged. Trailing frames that do not fill a window are dropped, as the convolution does.
     """
 
-    def __init__(self, dim_in: int, dim_out: int, width: int, *, norm: bool = False, cls_proj: bool = False) -> None:
+    def __init__(self, dim_in: int, dim_out: int, width: int, *, cls_proj: bool = False) -> None:
         super().__init__()
         self.width = width
-        self.norm = nn.LayerNorm(dim_in, eps=ALIGNER_EPS) if norm else None
         self.proj = Linear(width * dim_in, dim_out)  # input index = k * dim_in + channel
         self.cls_proj = Linear(dim_in, dim_out) if cls_proj else None
 
     def forward(self, x: torch.Tensor, cls: Cls = None) -> tuple[torch.Tensor, Cls]:
-        if self.norm is not None:
-            x = self.norm(x)
-            cls = None if cls is None else self.norm(cls)
         b, t, d = x.shape
         steps = t // self.width
         x = self.proj(x[:, : steps * self.width].reshape(b, steps, self.width * d))
@@ -84,7 +77,7 @@ class SelfAttentionAligner(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.pad = (ALIGNER_HEADS - dim % ALIGNER_HEADS) % ALIGNER_HEADS
-        self.block = Block(dim + self.pad, ALIGNER_HEADS, mlp_ratio=4.0, eps=ALIGNER_EPS)
+        self.block = Block(dim + self.pad, ALIGNER_HEADS, mlp_hidden=4 * (dim + self.pad), eps=ALIGNER_EPS)
 
     def forward(self, x: torch.Tensor, cls: Cls = None) -> tuple[torch.Tensor, Cls]:
         tokens = x if cls is None else torch.cat([cls[:, None], x], dim=1)
@@ -111,7 +104,7 @@ class Aligner(nn.Module):
 
     def __init__(self, stages: list[tuple[str, nn.Module]]) -> None:
         super().__init__()
-        self.stages = nn.ModuleDict(stages)
+        self.stages = nn.ModuleDict(dict(stages))
 
     def forward(self, x: torch.Tensor, cls: Cls = None) -> tuple[torch.Tensor, Cls]:
         stages = list(self.stages.values())
@@ -144,68 +137,22 @@ class Aligner(nn.Module):
         return factor
 
 
-def build_image_aligner(kind: str | None, dim_in: int, code_dim: int) -> Aligner:
-    """Image aligners by the original's `image_aligner_type` name."""
-    if kind == "image_linear":
-        return Aligner([("linear", LinearAligner(dim_in, code_dim))])
-    if kind == "image_linear_no_norm":
-        return Aligner([("linear", LinearAligner(dim_in, code_dim, use_norm=False))])
-    if kind == "image_norm":
-        return Aligner([("norm", ChannelNorm(dim_in))])
-    if kind in (None, "image_id"):
-        return Aligner([])
-    raise ValueError(f"unsupported image_aligner_type {kind!r}; supported: {sorted(map(str, IMAGE_ALIGNERS))}")
+def build_image_aligner(dim_in: int, code_dim: int) -> Aligner:
+    """The original's `image_linear` aligner (the only image aligner of the published checkpoints)."""
+    return Aligner([("linear", LinearAligner(dim_in, code_dim))])
 
 
-def build_audio_aligner(kind: str | None, dim_in: int, code_dim: int) -> Aligner:
-    """Audio aligners by the original's `audio_aligner_type` name; stage order = the original's mod_list order."""
-    c = code_dim
+def build_audio_aligner(dim_in: int, code_dim: int) -> Aligner:
+    """The original's `audio_sa_3_3_pool_2` aligner (the only audio aligner of the published checkpoints).
 
-    def pooled(attention: bool) -> list[tuple[str, nn.Module]]:
-        stages = [
-            ("linear", LinearAligner(dim_in, c)),
-            ("freq_avg", Identity()),
-            ("pool1", TimePool(c, c, 3, norm=True)),
-            ("pool2", TimePool(c, c, 3, norm=True)),
-        ]
-        return [*stages, ("attention", SelfAttentionAligner(c))] if attention else stages
-
-    factories = {
-        "audio_linear": lambda: [("linear", LinearAligner(dim_in, c)), ("freq_avg", Identity())],
-        "audio_sa": lambda: [
-            ("linear", LinearAligner(dim_in, c)),
-            ("freq_avg", Identity()),
-            ("attention", SelfAttentionAligner(c)),
-        ],
-        "audio_sa_sa": lambda: [
-            ("freq_avg", Identity()),
-            ("linear", LinearAligner(dim_in, c)),
-            ("attention", SelfAttentionAligner(c)),
-            ("attention2", SelfAttentionAligner(c)),
-        ],
-        "audio_3_3_pool": lambda: pooled(attention=False),
-        "audio_sa_3_3_pool": lambda: pooled(attention=True),
-        "audio_sa_3_3_pool_2": lambda: [
+    Stage order = the original's `mod_list` order, which is how the checkpoint conversion finds each stage.
+    """
+    return Aligner(
+        [
             ("freq_avg", Identity()),
             ("norm", ChannelNorm(dim_in)),
-            ("pool1", TimePool(dim_in, c, 3, cls_proj=True)),
-            ("pool2", TimePool(c, c, 3)),
-            ("attention", SelfAttentionAligner(c)),
-        ],
-        None: list,
-    }
-    if kind not in factories:
-        raise ValueError(f"unsupported audio_aligner_type {kind!r}; supported: {sorted(map(str, AUDIO_ALIGNERS))}")
-    return Aligner(factories[kind]())
-
-
-IMAGE_ALIGNERS = ("image_linear", "image_linear_no_norm", "image_norm", "image_id", None)
-AUDIO_ALIGNERS = (
-    "audio_linear",
-    "audio_sa",
-    "audio_sa_sa",
-    "audio_3_3_pool",
-    "audio_sa_3_3_pool",
-    "audio_sa_3_3_pool_2",
-    None,
-)
+            ("pool1", TimePool(dim_in, code_dim, 3, cls_proj=True)),
+            ("pool2", TimePool(code_dim, code_dim, 3)),
+            ("attention", SelfAttentionAligner(code_dim)),
+        ]
+    )

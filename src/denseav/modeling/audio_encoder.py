@@ -1,7 +1,8 @@
 """Audio encoder: HuBERT-Large (the "stable layer norm" variant), written out in plain PyTorch.
 
 Conv feature encoder (7 strided convs, each LayerNorm + GELU) -> projection -> convolutional positions ->
-pre-norm transformer layers -> final LayerNorm. 16 kHz in, one frame per 320 samples (50 Hz) out.
+pre-norm transformer blocks (the shared `transformer.Block`) -> final LayerNorm.
+16 kHz in, one frame per 320 samples (50 Hz) out.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 
 from .layers import Linear
+from .transformer import Block
+
+# The waveform rate HuBERT was trained on, and so the rate every waveform given to the model must have.
+SAMPLE_RATE = 16_000
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,11 @@ class AudioEncoderConfig:
         for k, s in reversed(list(zip(self.conv_kernel, self.conv_stride))):
             field = (field - 1) * s + k
         return field
+
+    @property
+    def frame_rate(self) -> float:
+        """Frames per second (50 for HuBERT)."""
+        return SAMPLE_RATE / self.hop
 
     @property
     def hop(self) -> int:
@@ -126,45 +135,6 @@ class PositionalConv(nn.Module):
         return F.gelu(y).transpose(1, 2)
 
 
-class SelfAttention(nn.Module):
-    """HuBERT attention with q, k, v fused into one projection at load time (one matmul instead of three)."""
-
-    def __init__(self, dim: int, num_heads: int) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.qkv = Linear(dim, 3 * dim)
-        self.out = Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
-        x = F.scaled_dot_product_attention(q, k, v)
-        return self.out(rearrange(x, "b h n d -> b n (h d)"))
-
-
-class FeedForward(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = Linear(dim, hidden)
-        self.fc2 = Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
-
-
-class EncoderLayer(nn.Module):
-    def __init__(self, config: AudioEncoderConfig) -> None:
-        super().__init__()
-        d, eps = config.hidden_size, config.layer_norm_eps
-        self.attn_norm = nn.LayerNorm(d, eps=eps)
-        self.attn = SelfAttention(d, config.num_heads)
-        self.ffn_norm = nn.LayerNorm(d, eps=eps)
-        self.ffn = FeedForward(d, config.intermediate_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x))
-        return x + self.ffn(self.ffn_norm(x))
-
-
 class AudioEncoder(nn.Module):
     def __init__(self, config: AudioEncoderConfig) -> None:
         super().__init__()
@@ -174,7 +144,11 @@ class AudioEncoder(nn.Module):
         self.projection_norm = nn.LayerNorm(c, eps=config.layer_norm_eps)
         self.projection = Linear(c, d)
         self.pos_conv = PositionalConv(d, config.pos_conv_kernel, config.pos_conv_groups)
-        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_layers))
+        # The shared pre-norm block: HuBERT-Large's "stable layer norm" layers have exactly its structure.
+        self.blocks = nn.ModuleList(
+            Block(d, config.num_heads, mlp_hidden=config.intermediate_size, eps=config.layer_norm_eps)
+            for _ in range(config.num_layers)
+        )
         self.norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
 
     def conv_features(self, waveform: torch.Tensor) -> torch.Tensor:
@@ -185,8 +159,8 @@ class AudioEncoder(nn.Module):
         x = self.feature_encoder(waveform)
         x = self.projection(self.projection_norm(x))
         x = x + self.pos_conv(x)
-        for layer in self.layers:
-            x = layer(x)
+        for block in self.blocks:
+            x = block(x)
         return self.norm(x)
 
     def forward(
@@ -209,7 +183,9 @@ class AudioEncoder(nn.Module):
         count = math.ceil((frames - overlap_frames) / (window_frames - overlap_frames))
         window_frames = math.ceil((frames + (count - 1) * overlap_frames) / count)
         starts = [round(i * (frames - window_frames) / (count - 1)) for i in range(count)]
-        out = None
+        out = torch.zeros(
+            waveform.shape[0], frames, self.config.hidden_size, dtype=torch.float32, device=waveform.device
+        )
         total = torch.zeros(frames, 1, dtype=torch.float32, device=waveform.device)
         ramp = (torch.arange(overlap_frames, dtype=torch.float32, device=waveform.device) + 0.5) / overlap_frames
         for i, s in enumerate(starts):
@@ -219,8 +195,6 @@ class AudioEncoder(nn.Module):
                 w[:overlap_frames, 0] = ramp
             if i < len(starts) - 1:
                 w[-overlap_frames:, 0] = ramp.flip(0)
-            if out is None:
-                out = torch.zeros(y.shape[0], frames, y.shape[2], dtype=torch.float32, device=y.device)
             out[:, s : s + window_frames] += y * w
             total[s : s + window_frames] += w
         return out.div_(total)  # in place: for ten minutes this tensor alone is 123 MB

@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..provenance import ModelProvenance
 from .aligners import build_audio_aligner, build_image_aligner
-from .audio_encoder import AudioEncoder, AudioEncoderConfig
+from .audio_encoder import SAMPLE_RATE, AudioEncoder, AudioEncoderConfig
 from .image_encoder import ImageEncoder, ImageEncoderConfig
 from .layers import matmul_parameter_names
 from .similarity import Similarity
@@ -24,14 +25,8 @@ class DenseAVConfig:
     head_names: tuple[str, ...] = ("sound",)
     image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
     audio_encoder: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)
-    image_aligner: str | None = "image_linear"
-    audio_aligner: str | None = "audio_sa_3_3_pool_2"
     learn_audio_cls: bool = True
     use_cls_similarity: bool = False
-    nonneg_similarity: bool = False
-    normalize_features: bool = False
-    aggregation: str = "misa"
-    head_aggregation: str = "max_elementwise"
     mask_silence: bool = True
     # Only the public demo's accidental training mode applied these (see `demo_pooling`).
     image_pool_width: int = 2
@@ -84,25 +79,20 @@ class DenseAV(nn.Module):
     audio_window_seconds: float | None = 30.0
     audio_window_overlap_seconds: float = 5.0
 
-    def __init__(self, config: DenseAVConfig) -> None:
+    def __init__(self, config: DenseAVConfig, *, provenance: ModelProvenance | None = None) -> None:
         super().__init__()
         self.config = config
+        # Where the weights came from (None for a model built in code); set by `denseav.load`.
+        self.provenance: ModelProvenance | None = provenance
         self.image_encoder = ImageEncoder(config.image_encoder)
         self.audio_encoder = AudioEncoder(config.audio_encoder)
-        self.image_aligner = build_image_aligner(config.image_aligner, config.image_encoder.embed_dim, config.code_dim)
-        self.audio_aligner = build_audio_aligner(
-            config.audio_aligner, config.audio_encoder.hidden_size, config.code_dim
-        )
+        self.image_aligner = build_image_aligner(config.image_encoder.embed_dim, config.code_dim)
+        self.audio_aligner = build_audio_aligner(config.audio_encoder.hidden_size, config.code_dim)
         # A learned cls token for audio (HuBERT has none); it joins the aligner's attention, so it shapes every
         # audio feature even when the similarity ignores cls vectors.
         self.audio_cls = nn.Parameter(torch.zeros(config.audio_encoder.hidden_size)) if config.learn_audio_cls else None
         self.similarity = Similarity(
-            config.num_heads,
-            use_cls=config.use_cls_similarity,
-            nonneg=config.nonneg_similarity,
-            aggregation=config.aggregation,
-            head_aggregation=config.head_aggregation,
-            mask_silence=config.mask_silence,
+            config.num_heads, use_cls=config.use_cls_similarity, mask_silence=config.mask_silence
         )
         self.eval()  # inference semantics always; nothing here behaves differently in train mode anyway
 
@@ -142,7 +132,7 @@ class DenseAV(nn.Module):
         frames = self.config.audio_encoder.num_frames(num_samples)
         return frames // self.audio_steps_per_frame
 
-    def audio_step_times(self, num_steps: int, sample_rate: int = 16_000) -> torch.Tensor:
+    def audio_step_times(self, num_steps: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
         """Seconds at the centre of each aligned audio step's receptive field."""
         enc = self.config.audio_encoder
         per_step = enc.hop * self.audio_steps_per_frame
@@ -165,8 +155,6 @@ class DenseAV(nn.Module):
             maps = F.avg_pool2d(maps, w)
             grid = (maps.shape[-2], maps.shape[-1])
             tokens = maps.flatten(2).transpose(1, 2)
-        if self.config.normalize_features:
-            tokens = F.normalize(tokens, dim=-1)
         return ImageFeatures(tokens, cls, grid)
 
     def encode_audio(
@@ -179,21 +167,21 @@ class DenseAV(nn.Module):
         waveform = waveform.to(device=self.device, dtype=torch.float32)
         window = None
         if self.audio_window_seconds is not None:
-            window = int(self.audio_window_seconds * 16_000) // self.config.audio_encoder.hop
+            window = int(self.audio_window_seconds * SAMPLE_RATE) // self.config.audio_encoder.hop
         b = waveform.shape[0]
         cls = None if self.audio_cls is None else self.audio_cls.expand(b, -1)
         # Frames go straight into the aligner (no name kept), so they are freed as soon as it has reduced them.
         feats, cls = self.audio_aligner(
             self.audio_encoder(
-                waveform, window_frames=window, overlap_frames=int(self.audio_window_overlap_seconds * 50)
+                waveform,
+                window_frames=window,
+                overlap_frames=int(self.audio_window_overlap_seconds * self.config.audio_encoder.frame_rate),
             ),
             cls,
         )
         if demo_pooling and self.config.audio_pool_width > 1:
             w = self.config.audio_pool_width
             feats = F.avg_pool1d(feats.transpose(1, 2), w).transpose(1, 2)
-        if self.config.normalize_features:
-            feats = F.normalize(feats, dim=-1)
         steps = feats.shape[1]
         if sample_mask is None:
             mask = torch.ones(b, steps, dtype=torch.bool, device=feats.device)

@@ -42,7 +42,8 @@ class ImageEncoder(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + config.pos_grid[0] * config.pos_grid[1], d))
         self.blocks = nn.ModuleList(
-            Block(d, config.num_heads, config.mlp_ratio, config.layer_norm_eps) for _ in range(config.depth)
+            Block(d, config.num_heads, mlp_hidden=int(d * config.mlp_ratio), eps=config.layer_norm_eps)
+            for _ in range(config.depth)
         )
         self.norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
         self._pos_cache: dict[tuple, torch.Tensor] = {}

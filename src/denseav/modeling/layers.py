@@ -17,7 +17,7 @@ from torch import nn
 class Linear(nn.Linear):
     """nn.Linear computed in the weight's dtype, returned in the input's dtype."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x.to(self.weight.dtype), self.weight, self.bias).to(x.dtype)
 
 
@@ -29,7 +29,7 @@ KEEP_FLOAT32 = ("image_aligner.", "audio_aligner.", "audio_encoder.feature_encod
 
 def matmul_parameter_names(model: nn.Module, *, keep_float32: tuple[str, ...] = KEEP_FLOAT32) -> set[str]:
     """State-dict names of the weights and biases that may be stored in low precision."""
-    names = set()
+    names: set[str] = set()
     for prefix, module in model.named_modules():
         if (prefix + ".").startswith(keep_float32):
             continue

@@ -11,31 +11,20 @@ import torch
 from einops import rearrange
 from torch import nn
 
-AGGREGATIONS = ("misa", "mima", "sisa", "paired")
-HEAD_AGGREGATIONS = ("max_elementwise", "sum", "max")
-
 
 class Similarity(nn.Module):
-    def __init__(
-        self,
-        num_heads: int,
-        *,
-        use_cls: bool = False,
-        nonneg: bool = False,
-        aggregation: str = "misa",
-        head_aggregation: str = "max_elementwise",
-        mask_silence: bool = True,
-    ) -> None:
+    """The dense similarity volume and the original's score for it.
+
+    Only the options of the published checkpoints are implemented (max over heads element-wise, "misa":
+    max over space, masked mean over time); checkpoint/config.py refuses the others at load time.
+    """
+
+    calibration: torch.Tensor
+
+    def __init__(self, num_heads: int, *, use_cls: bool = False, mask_silence: bool = True) -> None:
         super().__init__()
-        if aggregation not in AGGREGATIONS:
-            raise ValueError(f"unsupported sim_agg_type {aggregation!r}; supported: {AGGREGATIONS}")
-        if head_aggregation not in HEAD_AGGREGATIONS:
-            raise ValueError(f"unsupported head_agg {head_aggregation!r}; supported: {HEAD_AGGREGATIONS}")
         self.num_heads = num_heads
         self.use_cls = use_cls
-        self.nonneg = nonneg
-        self.aggregation = aggregation
-        self.head_aggregation = head_aggregation
         self.mask_silence = mask_silence
         # The training loss's log-temperature; kept so checkpoints round-trip, unused by inference.
         self.register_buffer("calibration", torch.zeros(1))
@@ -73,42 +62,20 @@ class Similarity(nn.Module):
             ac = rearrange(audio_cls.float(), "b (k c) -> b k c", k=k)
             ic = rearrange(image_cls.float(), "b (k c) -> b k c", k=k)
             sims = sims + (ac * ic).sum(-1)[..., None, None]
-        if self.nonneg:
-            sims = sims.clamp_min(0)
         return sims
-
-    def combine_heads(self, sims: torch.Tensor) -> torch.Tensor:
-        """[B, K, T, N] -> [B, T, N]: element-wise max over heads (what the original calls agg_heads)."""
-        return sims.amax(dim=1)
 
     def score(
         self, sims: torch.Tensor, audio_mask: torch.Tensor | None = None, *, per_head: bool = False
     ) -> torch.Tensor:
-        """Aggregate [B, K, T, N] similarity to one number per pair ([B]) or per pair and head ([B, K])."""
+        """Aggregate [B, K, T, N] similarity to one number per pair ([B]) or per pair and head ([B, K]).
+
+        The original's "misa" with `head_agg="max_elementwise"`: the element-wise max over heads (skipped with
+        `per_head`), then the max over space, then the mean over the (unmasked) time steps.
+        """
         b, _, t, _ = sims.shape
         mask = audio_mask if (audio_mask is not None and self.mask_silence) else sims.new_ones(b, t, dtype=torch.bool)
         mask = mask.to(sims.dtype)[:, None, :]  # [B, 1, T]
-        if not per_head and self.head_aggregation == "max_elementwise":
+        if not per_head:
             sims = sims.amax(dim=1, keepdim=True)
-        per = self._aggregate(sims, mask)  # [B, K']
-        if per_head:
-            return per
-        if self.head_aggregation == "max":
-            return per.amax(dim=1)
-        return per.sum(dim=1)
-
-    def _aggregate(self, sims: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        def masked_mean(x: torch.Tensor) -> torch.Tensor:  # over time
-            return (x * mask).sum(-1) / mask.sum(-1).clamp_min(0.001)
-
-        def masked_max(x: torch.Tensor) -> torch.Tensor:  # over time
-            return (x - (1 - mask[..., None]) * 1e7).amax(dim=-2)
-
-        if self.aggregation == "misa":
-            return masked_mean(sims.amax(dim=-1))
-        if self.aggregation == "mima":
-            return masked_max(sims.amax(dim=-1)[..., None]).squeeze(-1)
-        if self.aggregation == "sisa":
-            return masked_mean(sims.mean(dim=-1))
-        # "paired": half max-space/mean-time, half max-time/mean-space
-        return 0.5 * (masked_mean(sims.amax(dim=-1)) + masked_max(sims).mean(dim=-1))
+        per = (sims.amax(dim=-1) * mask).sum(-1) / mask.sum(-1).clamp_min(0.001)  # [B, K or 1]
+        return per if per_head else per[:, 0]

@@ -1,4 +1,10 @@
-"""The pre-norm transformer block shared by the image encoder (DINO ViT) and the audio aligner."""
+"""The one pre-norm transformer block: DINO's ViT blocks, HuBERT-Large's encoder layers and the audio aligner's block.
+
+HuBERT-Large is the "stable layer norm" variant, whose layers are pre-norm exactly like DINO's
+(`x + Attn(LN(x))`, then `x + MLP(LN(x))`, biases on every projection, exact GELU, softmax scaled by head_dim^-0.5);
+only widths and the LayerNorm eps differ, and those are parameters. The checkpoint conversion maps both backbones'
+original key names onto the names here.
+"""
 
 from __future__ import annotations
 
@@ -38,14 +44,15 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """x + Attn(LN(x)), then x + MLP(LN(x)). DenseAV uses LayerNorm eps 1e-4 here, not DINO's 1e-6."""
+    """x + Attn(LN(x)), then x + MLP(LN(x)). DenseAV uses LayerNorm eps 1e-4 in every block (DINO's own is 1e-6,
+    HuBERT's 1e-5; the original overrides both)."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, eps: float = 1e-4) -> None:
+    def __init__(self, dim: int, num_heads: int, *, mlp_hidden: int, eps: float) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = MLP(dim, int(dim * mlp_ratio))
+        self.mlp = MLP(dim, mlp_hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))

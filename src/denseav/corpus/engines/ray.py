@@ -144,6 +144,7 @@ def run_ray(
         # Blocks are what actors are handed: enough for every actor to stay busy to the end, few enough (about
         # 100 sources each on big corpora) that scheduling costs nothing next to encoding.
         blocks = max(1, min(len(entries), max(8 * actors, len(entries) // 100)))
+        ray.data.DataContext.get_current().enable_progress_bars = False  # ours counts sources, items, errors
         dataset = ray.data.from_items([asdict(e) for e in entries], override_num_blocks=blocks)
         encoded = dataset.map_batches(
             EncodeActor,
@@ -160,7 +161,7 @@ def run_ray(
             },
             batch_size=1,  # one source per call: a video may hold thousands of items
             batch_format="pyarrow",
-            concurrency=actors,
+            compute=ray.data.ActorPoolStrategy(size=actors),  # Ray >= 2.51 deprecates `concurrency=` for this
             **per_actor,
         )
         for table in encoded.iter_batches(batch_size=None, batch_format="pyarrow"):
