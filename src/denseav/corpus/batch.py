@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from ..api import EncodedAudio, EncodedImage, ImageSize, encode_audio, encode_image, similarity
 from ..errors import InputError
+from ..image import MAX_LONG_SIDE
 from ..modeling import DenseAV
 from ..outputs import check_output_path
 from .peaks import head_peaks
@@ -130,6 +131,7 @@ def ground_pairs(
     image_size: ImageSize = "model",
     channel: str | int = "mix",
     normalize: bool = True,
+    max_long_side: int = MAX_LONG_SIDE,
     strict: bool = False,
     progress: bool = True,
 ) -> BatchSummary:
@@ -140,7 +142,7 @@ def ground_pairs(
     manifest = Path(pairs).expanduser()
     rows = read_pairs(manifest)
     target = check_output_path(out, suffixes=(".parquet",), what="--out", inputs=[manifest])
-    images = _Encodings(lambda p: encode_image(p, model=model, image_size=image_size))
+    images = _Encodings(lambda p: encode_image(p, model=model, image_size=image_size, max_long_side=max_long_side))
     audios = _Encodings(lambda p: encode_audio(p, model=model, channel=channel, normalize=normalize))
     bar = Progress(len(rows), enabled=progress)
     tmp = target.with_name(f".{target.name}.tmp")

@@ -121,6 +121,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         channel=args.channel,
         normalize=not args.raw_audio,
+        max_long_side=args.max_long_side,
         batch_size=args.batch_size,
         shard_size=args.shard_size,
         engine=args.engine,
@@ -154,7 +155,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
     else:
         _say(args, f"loading the store's model {store.identity.name} ...")
         net = store.load_model(device=args.device, dtype=args.dtype)
-    query = encode_query(net, args.audio, args.image, None, args.channel, not args.raw_audio, args.image_size)
+    query = encode_query(
+        net, args.audio, args.image, None, args.channel, not args.raw_audio, args.image_size, args.max_long_side
+    )
     hits = search(store, audio=query if args.audio else None, image=query if args.image else None, k=args.k, model=net)
     out = sys.stderr if args.json == "-" else sys.stdout
     for h in hits:
@@ -189,6 +192,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         channel=args.channel,
         normalize=not args.raw_audio,
+        max_long_side=args.max_long_side,
         strict=args.strict,
         progress=not args.quiet,
     )

@@ -13,6 +13,7 @@ import torch
 from ..api import ImageSize, ModelLike, get_model
 from ..build import DTypeLike
 from ..errors import InputError, OutputError
+from ..image import MAX_LONG_SIDE
 from ..outputs import check_writable_folder
 from ..pretrained import DEFAULT_MODEL
 from .progress import Progress
@@ -71,6 +72,7 @@ def index(
     image_size: ImageSize = "model",
     channel: str | int = "mix",
     normalize: bool = True,
+    max_long_side: int = MAX_LONG_SIDE,
     batch_size: int = 8,
     shard_size: int = 256,
     engine: str = "local",
@@ -89,7 +91,7 @@ def index(
     """
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    options = IndexOptions(fps, window, hop, image_size, channel, normalize)
+    options = IndexOptions(fps, window, hop, image_size, channel, normalize, max_long_side)
     listed: list[Any] = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
     entries: list[MediaEntry] = listed if all(isinstance(s, MediaEntry) for s in listed) else expand_sources(listed)
     if not entries:

@@ -13,6 +13,7 @@ import torch
 
 from ..api import EncodedAudio, EncodedImage, ImageSize, encode_audio, encode_image, similarity
 from ..errors import InputError
+from ..image import MAX_LONG_SIDE
 from ..modeling import DenseAV
 from .peaks import HeadPeak, head_peaks
 from .score import _Features, score_features
@@ -62,7 +63,14 @@ class SearchHit:
 
 
 def encode_query(
-    net: DenseAV, audio: Any, image: Any, sample_rate: int | None, channel: str | int, normalize: bool, image_size: Any
+    net: DenseAV,
+    audio: Any,
+    image: Any,
+    sample_rate: int | None,
+    channel: str | int,
+    normalize: bool,
+    image_size: Any,
+    max_long_side: int = MAX_LONG_SIDE,
 ) -> EncodedAudio | EncodedImage:
     if (audio is None) == (image is None):
         raise InputError("search needs exactly one query: audio=... (finds images and frames) or image=... (sounds)")
@@ -72,7 +80,7 @@ def encode_query(
     if audio is not None:
         query = encode_audio(audio, model=net, sample_rate=sample_rate, channel=channel, normalize=normalize)
     else:
-        query = encode_image(image, model=net, image_size=image_size)
+        query = encode_image(image, model=net, image_size=image_size, max_long_side=max_long_side)
     if not isinstance(query, (EncodedAudio, EncodedImage)):
         raise InputError("search takes one query, not a list; search once per query")
     return query

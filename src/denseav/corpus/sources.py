@@ -22,7 +22,7 @@ import torch
 
 from ..audio import SAMPLE_RATE, normalize_waveform_, prepare_audio
 from ..errors import InputError, InputFileNotFoundError
-from ..image import ImageGeometry, preprocess_image
+from ..image import MAX_LONG_SIDE, ImageGeometry, preprocess_image
 from ..media import iter_display_frames
 from ..modeling import DenseAV
 from .provenance import file_sha256
@@ -43,6 +43,7 @@ class IndexOptions:
     image_size: int | Literal["model"] | None = "model"  # as encode_image: "model" = the backbone's training size (224)
     channel: str | int = "mix"
     normalize: bool = True
+    max_long_side: int = MAX_LONG_SIDE  # as encode_image: longer pictures are an item error
 
     def __post_init__(self) -> None:
         for name in ("fps", "window", "hop"):
@@ -62,13 +63,14 @@ class InputSpec:
 
     patch_size: int
     image_size: int | None
+    max_long_side: int
     min_audio_samples: int
 
     @classmethod
     def of(cls, model: DenseAV, options: IndexOptions) -> InputSpec:
         enc = model.config.image_encoder
         size = enc.training_size if options.image_size == "model" else options.image_size
-        return cls(enc.patch_size, None if size is None else int(size), model.min_audio_samples)
+        return cls(enc.patch_size, None if size is None else int(size), options.max_long_side, model.min_audio_samples)
 
 
 @dataclass(frozen=True)
@@ -256,7 +258,9 @@ def decode_entry(entry: MediaEntry, options: IndexOptions, spec: InputSpec, skip
 
 def _image_item(entry: MediaEntry, digest: str, spec: InputSpec) -> PreparedItem | ItemFailure:
     try:
-        pixels, geometry = preprocess_image(entry.path, patch_size=spec.patch_size, image_size=spec.image_size)
+        pixels, geometry = preprocess_image(
+            entry.path, patch_size=spec.patch_size, image_size=spec.image_size, max_long_side=spec.max_long_side
+        )
     except Exception as e:  # any unreadable image is recorded, never fatal
         return _failure(entry, entry.id, "image", digest, e)
     return PreparedItem(entry.id, "image", "image", entry.path, None, None, digest, pixels=pixels, geometry=geometry)
@@ -291,7 +295,9 @@ def _video_frames(entry: MediaEntry, digest: str, options: IndexOptions, spec: I
             if skip(item_id, digest):
                 continue
             try:
-                pixels, geometry = preprocess_image(rgb, patch_size=spec.patch_size, image_size=spec.image_size)
+                pixels, geometry = preprocess_image(
+                    rgb, patch_size=spec.patch_size, image_size=spec.image_size, max_long_side=spec.max_long_side
+                )
             except Exception as e:
                 yield _failure(entry, item_id, "image", digest, e, start=t, end=t)
                 continue
