@@ -9,11 +9,13 @@ import sys
 import textwrap
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
 from .errors import DenseAVError, InputFileNotFoundError, OutputError
+from .paths import check_input_file, check_output_path
 
 EXAMPLES = """\
 examples:
@@ -35,6 +37,10 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"denseav: error: {message} (see '{self.prog} --help')\n")
+
+
+# The object `add_subparsers` returns (argparse has no public name for its type).
+Subparsers = Any
 
 
 class _UsageError(Exception):
@@ -114,8 +120,17 @@ def _step(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an audio step number (e.g. 3), got {text!r}") from None
 
 
-def _build_parser() -> _Parser:
-    from .limits import DEFAULT_MAX_FPS, DEFAULT_MAX_FRAMES, MAX_LONG_SIDE
+@dataclass(frozen=True)
+class Parents:
+    """Option groups shared by subcommands (argparse parent parsers); other packages' subcommands use them too."""
+
+    run: argparse.ArgumentParser  # -q, --debug
+    model: argparse.ArgumentParser  # --model, --weights, --revision, --device, --dtype
+    inputs: argparse.ArgumentParser  # image and audio preprocessing
+
+
+def _parents() -> Parents:
+    from .limits import MAX_LONG_SIDE
     from .pretrained import DEFAULT_MODEL, list_models
 
     run = _Parser(add_help=False)
@@ -172,19 +187,13 @@ def _build_parser() -> _Parser:
         help="feed the waveform unnormalised (as the original demo) instead of zero-mean/unit-variance",
     )
 
-    parser = _Parser(
-        prog="denseav",
-        description="DenseAV: which pixels a sound or a spoken word refers to (Hamilton et al., CVPR 2024).",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"denseav {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
+    return Parents(run=run, model=model, inputs=inputs)
 
+
+def _add_ground(sub: Subparsers, parents: Parents) -> None:
     p = sub.add_parser(
         "ground",
-        parents=[inputs, model, run],
+        parents=[parents.inputs, parents.model, parents.run],
         help="ground a sound in an image (picture + summary)",
         description="Ground a sound in an image: print a summary, optionally write a picture and JSON.",
         epilog="example:\n  denseav ground dog.jpg bark.wav -o dog.png --json dog.json",
@@ -210,9 +219,13 @@ def _build_parser() -> _Parser:
     when.add_argument("--step", type=_step, metavar="N", help="show audio step N instead (0 = the first)")
     p.set_defaults(func=_cmd_ground)
 
+
+def _add_video(sub: Subparsers, parents: Parents) -> None:
+    from .limits import DEFAULT_MAX_FPS, DEFAULT_MAX_FRAMES
+
     p = sub.add_parser(
         "video",
-        parents=[inputs, model, run],
+        parents=[parents.inputs, parents.model, parents.run],
         help="ground a video's sound in its frames (MP4 out)",
         description=textwrap.fill(
             "Ground a video's own soundtrack in its frames and write a video of it, with the original sound. "
@@ -254,9 +267,11 @@ def _build_parser() -> _Parser:
     p.add_argument("--json", metavar="OUT.json", help="also write per-frame peaks as JSON ('-': stdout)")
     p.set_defaults(func=_cmd_video)
 
+
+def _add_registry_commands(sub: Subparsers, parents: Parents) -> None:
     p = sub.add_parser(
         "models",
-        parents=[run],
+        parents=[parents.run],
         help="list the published models and whether they are downloaded",
         description="List the published models and whether each is already in the local cache.",
     )
@@ -264,7 +279,7 @@ def _build_parser() -> _Parser:
 
     p = sub.add_parser(
         "download",
-        parents=[run],
+        parents=[parents.run],
         help="download a model into the Hugging Face cache",
         description="Download a published model (or a Hub repo) into the Hugging Face cache, to run offline later.",
         epilog="example:\n  denseav download sound-language",
@@ -274,15 +289,29 @@ def _build_parser() -> _Parser:
     p.add_argument("--revision", metavar="REV", help="branch, tag or commit (default: the registry's)")
     p.set_defaults(func=_cmd_download)
 
-    # `denseav demo` lives in its own package (Gradio is imported only when it runs).
+
+def _build_parser() -> _Parser:
+    parser = _Parser(
+        prog="denseav",
+        description="DenseAV: which pixels a sound or a spoken word refers to (Hamilton et al., CVPR 2024).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"denseav {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    parents = _parents()
+    _add_ground(sub, parents)
+    _add_video(sub, parents)
+    _add_registry_commands(sub, parents)
+    # Commands living in their own packages (their heavy imports happen only when they run).
     from .demo.cli import add_parser as add_demo_parser
 
-    add_demo_parser(sub, parents=[model, run])
+    add_demo_parser(sub, parents=[parents.model, parents.run])
+    from .corpus.cli import add_parsers as add_corpus_parsers
 
-    # Corpus commands (index, search, batch) live in their own package.
-    from .corpus.cli import add_parsers
-
-    add_parsers(sub, {"run": run, "model": model, "inputs": inputs})
+    add_corpus_parsers(sub, parents)  # index, search, batch
     return parser
 
 
@@ -339,7 +368,6 @@ def _write_json(data: dict[str, Any], target: str, args: argparse.Namespace) -> 
 
 def _check_outputs(args: argparse.Namespace, output: str | None, suffixes: tuple[str, ...], inputs: list[str]) -> None:
     """Every output path is checked before the model loads: a bad path must cost nothing."""
-    from .outputs import check_output_path
 
     if output is not None:
         check_output_path(output, suffixes=suffixes, what="-o", inputs=inputs)
@@ -354,6 +382,8 @@ def _cmd_ground(args: argparse.Namespace) -> int:
     from .api import ground, model_label
     from .render import render_grounding_video, save_png
 
+    check_input_file(args.image, "image")
+    check_input_file(args.audio, "audio")
     _check_outputs(args, args.output, (".png", ".mp4"), [args.image, args.audio])
     model = _load_model(args)
     result = ground(
@@ -394,6 +424,7 @@ def _cmd_video(args: argparse.Namespace) -> int:
     from .video import ground_video
 
     output = args.output or f"{Path(args.input).stem}_denseav.mp4"
+    check_input_file(args.input, "video")
     _check_outputs(args, output, (".mp4", ".mov", ".m4v", ".mkv"), [args.input])
     model = _load_model(args)
     vg = ground_video(

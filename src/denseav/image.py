@@ -23,8 +23,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import InputError, InputFileNotFoundError, InputTypeError
+from .errors import InputError, InputTypeError
 from .limits import MAX_LONG_SIDE
+from .paths import check_input_file
 
 __all__ = [
     "DEFAULT_BACKGROUND",
@@ -255,13 +256,7 @@ def _upright_size(im: Image.Image, size: tuple[int, int]) -> tuple[int, int]:
 def _open_path(path: str | os.PathLike[str], draft_long_side: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
     """The decoded picture (upright) and its full (H, W), which differs from the picture's own size only when a
     large JPEG was decoded reduced (`draft_long_side`)."""
-    p = Path(path)
-    if not p.exists():
-        raise InputFileNotFoundError(
-            f"image file not found: '{p}'; check the path (relative paths start at {os.getcwd()})."
-        )
-    if p.is_dir():
-        raise InputError(f"'{p}' is a directory, not an image file; pass the path of an image inside it.")
+    p = check_input_file(path, "image")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", Image.DecompressionBombWarning)

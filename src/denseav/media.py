@@ -25,7 +25,8 @@ import av
 import numpy as np
 import torch
 
-from .errors import InputError, InputFileNotFoundError, OutputError
+from .errors import InputError, OutputError
+from .paths import check_input_file
 
 __all__ = [
     "VIDEO_SUFFIXES",
@@ -53,16 +54,6 @@ def _reason(e: BaseException) -> str:
 
 
 # ------------------------------------------------------------------------------------------------- reading
-
-
-def check_input_file(path: str | os.PathLike[str], what: str = "video") -> Path:
-    """The path as a `Path` after checking it names an existing file (InputFileNotFoundError otherwise)."""
-    p = Path(os.fspath(path))
-    if not p.exists():
-        raise InputFileNotFoundError(f"{what} file not found: {str(p)!r}; check the path")
-    if p.is_dir():
-        raise InputError(f"{str(p)!r} is a directory, not a {what} file; pass the path of a file inside it")
-    return p
 
 
 def _open(p: Path) -> av.container.InputContainer:
@@ -99,7 +90,7 @@ class MediaProbe:
 
 def probe_media(path: str | os.PathLike[str]) -> MediaProbe:
     """Stream facts of a video file: tracks, frame rate, duration, start times, display rotation."""
-    p = check_input_file(path)
+    p = check_input_file(path, "video")
     with _open(p) as c:
         v = c.streams.video[0] if c.streams.video else None
         a = c.streams.audio[0] if c.streams.audio else None
@@ -165,7 +156,7 @@ def iter_display_frames(
     codec needs them) but carry None, which keeps skipping cheap. size=(height, width) scales the displayed
     frame with FFmpeg's swscale (bicubic) while converting. Rotation metadata is applied.
     """
-    p = check_input_file(path)
+    p = check_input_file(path, "video")
     with _open(p) as container:
         if not container.streams.video:
             raise InputError(f"{str(p)!r} has no video track; pass a video file")
@@ -202,7 +193,7 @@ def decode_frame(path: str | os.PathLike[str], index: int, *, size: tuple[int, i
 
 def file_audio_frames(path: str | os.PathLike[str]) -> Iterator[av.AudioFrame]:
     """The decoded frames of a file's first audio track (nothing if it has none)."""
-    p = check_input_file(path)
+    p = check_input_file(path, "video")
     try:
         with _open(p) as c:
             if c.streams.audio:

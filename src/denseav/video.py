@@ -412,7 +412,7 @@ def ground_video(
     Raises InputError for missing or unreadable files, a video without an audio (or video) track, an empty or
     too short soundtrack, or bad arguments.
     """
-    p = check_input_file(path)
+    p = check_input_file(path, "video")
     _check_counts(batch_size, max_frames)
     info = probe_media(p)
     _check_tracks(p, info)

@@ -20,7 +20,7 @@ from ..api import EncodedAudio, EncodedImage, ImageSize, encode_audio, encode_im
 from ..errors import InputError
 from ..image import MAX_LONG_SIDE
 from ..modeling import DenseAV
-from ..outputs import check_output_path
+from ..paths import check_output_path
 from .peaks import head_peaks
 from .progress import Progress
 from .schema import TENSOR_DTYPE, tensor_bytes

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..cli import _load_model, _positive_float, _positive_int, _say, _UsageError
+from ..cli import Parents, _load_model, _positive_float, _positive_int, _say, _UsageError
 from ..errors import InputError
 
 EXAMPLES = {
@@ -19,9 +19,9 @@ EXAMPLES = {
 }
 
 
-def add_parsers(sub: Any, parents: dict[str, argparse.ArgumentParser]) -> None:
-    """Add `index`, `search` and `batch` to the main parser's subcommands (`parents`: run, model, inputs)."""
-    run, model, inputs = parents["run"], parents["model"], parents["inputs"]
+def add_parsers(sub: Any, parents: Parents) -> None:
+    """Add `index`, `search` and `batch` to the main parser's subcommands (with the shared option groups)."""
+    run, model, inputs = parents.run, parents.model, parents.inputs
     fmt = argparse.RawDescriptionHelpFormatter
 
     p = sub.add_parser(
@@ -140,7 +140,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 def _cmd_search(args: argparse.Namespace) -> int:
     _need_pyarrow()
-    from ..outputs import check_output_path, check_writable_folder
+    from ..paths import check_output_path, check_writable_folder
     from .search import encode_query, save_hit_pngs, search
     from .store import FeatureStore
 
@@ -178,7 +178,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 def _cmd_batch(args: argparse.Namespace) -> int:
     _need_pyarrow()
-    from ..outputs import check_output_path
+    from ..paths import check_output_path
     from .batch import ground_pairs, read_pairs
 
     check_output_path(args.out, suffixes=(".parquet",), what="--out", inputs=[args.pairs])

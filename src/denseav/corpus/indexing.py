@@ -14,7 +14,7 @@ from ..api import ImageSize, ModelLike, get_model
 from ..build import DTypeLike
 from ..errors import InputError, OutputError
 from ..image import MAX_LONG_SIDE
-from ..outputs import check_writable_folder
+from ..paths import check_writable_folder
 from ..pretrained import DEFAULT_MODEL
 from .progress import Progress
 from .provenance import ModelIdentity

@@ -18,7 +18,7 @@ from PIL import Image
 from ..errors import InputError, InputTypeError
 from ..image import ImageGeometry, ImageInput, maps_to_original, to_rgb_uint8
 from ..limits import PICTURE_MAX_SIDE
-from ..outputs import check_output_path
+from ..paths import check_output_path
 from ..result import Grounding, HeadSelect, Summary, head_indices
 from .colors import DEFAULT_ALPHA, DEFAULT_THRESHOLD, Colour, OverlayStyle, blend, display_range, head_colors
 from .legend import draw_legend

@@ -32,7 +32,7 @@ from ..media import (
     iter_display_frames,
     probe_media,
 )
-from ..outputs import check_output_path
+from ..paths import check_output_path
 from ..progress import progress as progress_reporter
 from ..result import Grounding, HeadSelect, head_indices
 from ..video import VideoGrounding, within_sound
@@ -180,7 +180,7 @@ class SampledMaps:
 
 def _check_source(src: Path, vg: VideoGrounding) -> float:
     """The time (audio clock) of the source's first frame, after checking it is the video vg was computed from."""
-    frames = iter_display_frames(check_input_file(src))
+    frames = iter_display_frames(check_input_file(src, "video"))
     try:
         first = next(frames, None)
     finally:
