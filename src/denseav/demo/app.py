@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from ..errors import InputError
@@ -90,10 +92,16 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
 
 
-def build_demo(service: DemoService) -> Any:
-    """The whole page as a `gr.Blocks` (queued; call `.launch(**launch_kwargs(service))`)."""
-    gr = require_gradio()
+@dataclass(frozen=True)
+class _Handlers:
+    """What the page's events call: each wraps one DemoService call with Gradio's progress and page errors."""
 
+    ground_image: Callable[..., tuple[dict, list[str], str]]
+    image_video: Callable[..., list[str]]
+    ground_video: Callable[..., tuple[str, list[str]]]
+
+
+def _handlers(gr: Any, service: DemoService) -> _Handlers:
     # Gradio passes a progress tracker to a parameter whose default is gr.Progress().
     def ground_image(
         image: str | None,
@@ -127,79 +135,101 @@ def build_demo(service: DemoService) -> Any:
         log.info("video request: %s", outcome.summary)
         return str(outcome.video), [str(p) for p in outcome.files]
 
+    return _Handlers(ground_image, image_video, ground_video)
+
+
+def _image_tab(gr: Any) -> SimpleNamespace:
+    """Inputs, examples, the player and the downloads of the image + sound tab."""
+    with gr.Tab("Image + sound"), gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            image = gr.Image(
+                type="filepath",
+                image_mode=None,  # hand over the upload as it is: nothing decoded before the checks
+                label="Image",
+                sources=["upload", "clipboard"],
+                height=260,
+                elem_id="input-image",
+            )
+            sound = gr.Audio(
+                type="filepath",
+                format=None,  # no conversion: PyAV reads whatever was uploaded or recorded
+                label="Sound",
+                sources=["upload", "microphone"],
+                elem_id="input-sound",
+            )
+            run_image = gr.Button("Ground", variant="primary", elem_id="ground-image")
+            image_examples_table = gr.Examples(
+                examples=image_examples(),
+                inputs=[image, sound],
+                cache_examples=False,
+                label="Examples: one click grounds them",
+            )
+        with gr.Column(scale=3, min_width=420):
+            player = gr.HTML(
+                value=None,
+                html_template=_static("player.html"),
+                css_template=_static("player.css"),
+                js_on_load=_static("player.js"),
+                elem_id="denseav-player",
+            )
+            image_files = gr.File(
+                label="Downloads: the heatmaps as a video with the sound (MP4), the numbers (JSON), a summary picture (PNG)",
+                file_count="multiple",
+                elem_id="downloads-image",
+            )
+    return SimpleNamespace(
+        image=image, sound=sound, run=run_image, examples=image_examples_table, player=player, files=image_files
+    )
+
+
+def _video_tab(gr: Any) -> SimpleNamespace:
+    """The video tab: the upload, its example, the rendered video and its downloads."""
+    with gr.Tab("Video"), gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            video = gr.Video(label="Video with sound", sources=["upload"], height=300, elem_id="input-video")
+            run_video = gr.Button("Ground the video", variant="primary", elem_id="ground-video")
+            video_examples_table = gr.Examples(
+                examples=video_examples(), inputs=[video], cache_examples=False, label="Example: one click"
+            )
+        with gr.Column(scale=3, min_width=420):
+            video_out = gr.Video(
+                label="The video with each head's heatmap, and its sound", interactive=False, height=420
+            )
+            video_files = gr.File(
+                label="Downloads: the video (MP4), the numbers (JSON)",
+                file_count="multiple",
+                elem_id="downloads-video",
+            )
+    return SimpleNamespace(video=video, run=run_video, examples=video_examples_table, out=video_out, files=video_files)
+
+
+def _wire(gr: Any, on: _Handlers, im: SimpleNamespace, vid: SimpleNamespace) -> None:
+    """Every model call, from a button or an example click, waits in the one "model" queue slot; the image's MP4
+    follows in a second step with a slot of its own (it does not use the model), so the player never waits."""
+    request = gr.State("")  # names this visitor's last result for its video step (a key, never a path)
+    image_run = {"fn": on.ground_image, "inputs": [im.image, im.sound], "outputs": [im.player, im.files, request]}
+    image_mp4 = {
+        "fn": on.image_video,
+        "inputs": [request],
+        "outputs": [im.files],
+        "concurrency_id": "render",
+        "concurrency_limit": 1,
+    }
+    video_run = {"fn": on.ground_video, "inputs": [vid.video], "outputs": [vid.out, vid.files]}
+    model_slot = {"concurrency_id": "model", "concurrency_limit": 1}
+    im.run.click(**image_run, **model_slot).success(**image_mp4)
+    im.examples.load_input_event.then(**image_run, **model_slot).success(**image_mp4)
+    vid.run.click(**video_run, **model_slot)
+    vid.examples.load_input_event.then(**video_run, **model_slot)
+
+
+def build_demo(service: DemoService) -> Any:
+    """The whole page as a `gr.Blocks` (queued; call `.launch(**launch_kwargs(service))`)."""
+    gr = require_gradio()
+    on = _handlers(gr, service)
     with gr.Blocks(title="DenseAV demo", analytics_enabled=False, delete_cache=CACHE_CLEANUP) as demo:
         gr.Markdown(_header(service))
-        with gr.Tab("Image + sound"), gr.Row():
-            with gr.Column(scale=2, min_width=320):
-                image = gr.Image(
-                    type="filepath",
-                    image_mode=None,  # hand over the upload as it is: nothing decoded before the checks
-                    label="Image",
-                    sources=["upload", "clipboard"],
-                    height=260,
-                    elem_id="input-image",
-                )
-                sound = gr.Audio(
-                    type="filepath",
-                    format=None,  # no conversion: PyAV reads whatever was uploaded or recorded
-                    label="Sound",
-                    sources=["upload", "microphone"],
-                    elem_id="input-sound",
-                )
-                run_image = gr.Button("Ground", variant="primary", elem_id="ground-image")
-                image_examples_table = gr.Examples(
-                    examples=image_examples(),
-                    inputs=[image, sound],
-                    cache_examples=False,
-                    label="Examples: one click grounds them",
-                )
-            with gr.Column(scale=3, min_width=420):
-                player = gr.HTML(
-                    value=None,
-                    html_template=_static("player.html"),
-                    css_template=_static("player.css"),
-                    js_on_load=_static("player.js"),
-                    elem_id="denseav-player",
-                )
-                image_files = gr.File(
-                    label="Downloads: the heatmaps as a video with the sound (MP4), the numbers (JSON), a summary picture (PNG)",
-                    file_count="multiple",
-                    elem_id="downloads-image",
-                )
-        with gr.Tab("Video"), gr.Row():
-            with gr.Column(scale=2, min_width=320):
-                video = gr.Video(label="Video with sound", sources=["upload"], height=300, elem_id="input-video")
-                run_video = gr.Button("Ground the video", variant="primary", elem_id="ground-video")
-                video_examples_table = gr.Examples(
-                    examples=video_examples(), inputs=[video], cache_examples=False, label="Example: one click"
-                )
-            with gr.Column(scale=3, min_width=420):
-                video_out = gr.Video(
-                    label="The video with each head's heatmap, and its sound", interactive=False, height=420
-                )
-                video_files = gr.File(
-                    label="Downloads: the video (MP4), the numbers (JSON)",
-                    file_count="multiple",
-                    elem_id="downloads-video",
-                )
-        # Every model call, from a button or an example click, waits in the one "model" queue slot.
-        request = gr.State("")  # names this visitor's last result for its video step (a key, never a path)
-        image_run = {"fn": ground_image, "inputs": [image, sound], "outputs": [player, image_files, request]}
-        # The player shows as soon as the maps are ready; the MP4 follows in a second step (not using the model).
-        image_mp4 = {
-            "fn": image_video,
-            "inputs": [request],
-            "outputs": [image_files],
-            "concurrency_id": "render",
-            "concurrency_limit": 1,
-        }
-        video_run = {"fn": ground_video, "inputs": [video], "outputs": [video_out, video_files]}
-        run_image.click(**image_run, concurrency_id="model", concurrency_limit=1).success(**image_mp4)
-        image_examples_table.load_input_event.then(**image_run, concurrency_id="model", concurrency_limit=1).success(
-            **image_mp4
-        )
-        run_video.click(**video_run, concurrency_id="model", concurrency_limit=1)
-        video_examples_table.load_input_event.then(**video_run, concurrency_id="model", concurrency_limit=1)
+        _wire(gr, on, _image_tab(gr), _video_tab(gr))
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     return demo
 
