@@ -169,14 +169,21 @@ def test_empty_corpus_and_bad_targets(tmp_path, model):
 def test_progress_is_a_status_line_when_stderr_is_not_a_terminal(monkeypatch):
     import io
 
-    from denseav.corpus import progress
+    import denseav.progress
+    from denseav.corpus.progress import Progress
 
-    monkeypatch.setattr(progress, "LOG_INTERVAL_SECONDS", 0.0)
+    monkeypatch.setattr(denseav.progress, "LOG_INTERVAL", 0.0)
     stream = io.StringIO()
-    bar = progress.Progress(4, stream=stream)
+    bar = Progress(4, stream=stream)
     bar.update(sources=1, items=3, errors=1)
     line = stream.getvalue().strip()
-    assert line.startswith("denseav index: 1/4 sources, 3 items (") and "items/s" in line and "ETA" in line
+    assert "\r" not in line and line.startswith("denseav index: 1/4 src (25%)")
+    assert "3 items (" in line and "items/s" in line and "1 errors" in line and "ETA" in line
+    bar.close()
+    assert (
+        stream.getvalue().strip().splitlines()[-1].startswith("denseav index: 1/4 src")
+        and "done in" in stream.getvalue()
+    )
     quiet = io.StringIO()
-    progress.Progress(4, enabled=False, stream=quiet).update(sources=1, items=3)
+    Progress(4, enabled=False, stream=quiet).update(sources=1, items=3)
     assert quiet.getvalue() == ""

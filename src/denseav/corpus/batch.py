@@ -144,7 +144,7 @@ def ground_pairs(
     target = check_output_path(out, suffixes=(".parquet",), what="--out", inputs=[manifest])
     images = _Encodings(lambda p: encode_image(p, model=model, image_size=image_size, max_long_side=max_long_side))
     audios = _Encodings(lambda p: encode_audio(p, model=model, channel=channel, normalize=normalize))
-    bar = Progress(len(rows), enabled=progress)
+    bar = Progress(len(rows), enabled=progress, desc="denseav batch")
     tmp = target.with_name(f".{target.name}.tmp")
     failed = 0
     try:

@@ -95,7 +95,9 @@ def _need_pyarrow() -> None:
     try:
         import pyarrow  # noqa: F401
     except ImportError:
-        raise InputError("the corpus commands (index, search, batch) need pyarrow: pip install pyarrow") from None
+        raise InputError(
+            "the corpus commands (index, search, batch) need pyarrow: pip install 'denseav[corpus]'"
+        ) from None
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
