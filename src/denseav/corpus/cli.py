@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..cli import Parents, _load_model, _positive_float, _positive_int, _say, _UsageError
+from ..cli import Parents, UsageError, load_model, positive_float, positive_int, say
 from ..errors import InputError
 
 EXAMPLES = {
@@ -37,14 +37,12 @@ def add_parsers(sub: Any, parents: Parents) -> None:
         "sources", nargs="+", metavar="SOURCE", help="folder, glob, media file, or manifest (.csv/.jsonl/.parquet)"
     )
     p.add_argument("--out", required=True, metavar="STORE", help="the store folder (created, or resumed)")
-    p.add_argument("--fps", type=_positive_float, default=1.0, metavar="F", help="video frames per second (default 1)")
+    p.add_argument("--fps", type=positive_float, default=1.0, metavar="F", help="video frames per second (default 1)")
+    p.add_argument("--window", type=positive_float, default=10.0, metavar="S", help="sound window seconds (default 10)")
+    p.add_argument("--hop", type=positive_float, default=5.0, metavar="S", help="seconds between windows (default 5)")
+    p.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="images per model call (default 8)")
     p.add_argument(
-        "--window", type=_positive_float, default=10.0, metavar="S", help="sound window seconds (default 10)"
-    )
-    p.add_argument("--hop", type=_positive_float, default=5.0, metavar="S", help="seconds between windows (default 5)")
-    p.add_argument("--batch-size", type=_positive_int, default=8, metavar="N", help="images per model call (default 8)")
-    p.add_argument(
-        "--shard-size", type=_positive_int, default=256, metavar="N", help="items per Parquet shard (default 256)"
+        "--shard-size", type=positive_int, default=256, metavar="N", help="items per Parquet shard (default 256)"
     )
     p.add_argument(
         "--engine",
@@ -53,7 +51,7 @@ def add_parsers(sub: Any, parents: Parents) -> None:
         help="local (default) or ray (pip install 'denseav[ray]')",
     )
     p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: start a local one)")
-    p.add_argument("--workers", type=_positive_int, metavar="N", help="Ray actors (default: one per GPU, else per CPU)")
+    p.add_argument("--workers", type=positive_int, metavar="N", help="Ray actors (default: one per GPU, else per CPU)")
     p.add_argument("--strict", action="store_true", help="exit with an error if any item failed")
     p.set_defaults(func=_cmd_index)
 
@@ -70,7 +68,7 @@ def add_parsers(sub: Any, parents: Parents) -> None:
     query = p.add_mutually_exclusive_group(required=True)
     query.add_argument("--audio", metavar="FILE", help="query sound: find the images and frames it best matches")
     query.add_argument("--image", metavar="FILE", help="query image: find the sound windows it best matches")
-    p.add_argument("-k", type=_positive_int, default=10, metavar="K", help="number of results (default 10)")
+    p.add_argument("-k", type=positive_int, default=10, metavar="K", help="number of results (default 10)")
     p.add_argument("-o", "--output", metavar="DIR", help="write an overlay PNG per hit into DIR")
     p.add_argument("--json", metavar="OUT.json", help="write the hits as JSON ('-': stdout)")
     p.set_defaults(func=_cmd_search, model=None)
@@ -106,13 +104,13 @@ def _cmd_index(args: argparse.Namespace) -> int:
     from .sources import expand_sources
 
     if args.hop > args.window:
-        raise _UsageError(f"--hop {args.hop:g} is longer than --window {args.window:g}: sound would be skipped")
+        raise UsageError(f"--hop {args.hop:g} is longer than --window {args.window:g}: sound would be skipped")
     if args.address and args.engine != "ray":
-        raise _UsageError("--address needs --engine ray")
+        raise UsageError("--address needs --engine ray")
     entries = expand_sources(args.sources)  # a bad source or manifest fails before the model loads
     if not entries:
         raise InputError(f"nothing to index: no image, sound or video files in {' '.join(args.sources)}")
-    net = _load_model(args)
+    net = load_model(args)
     summary = index(
         entries,
         args.out,
@@ -134,7 +132,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
     )
     print(summary)
     if summary.errors:
-        _say(
+        say(
             args, f"{summary.errors} item(s) failed; see FeatureStore.open({args.out!r}).errors() or {args.out}/errors/"
         )
     return 0
@@ -152,10 +150,10 @@ def _cmd_search(args: argparse.Namespace) -> int:
         check_output_path(args.json, suffixes=(".json",), what="--json")
     store = FeatureStore.open(args.store)
     if args.model or args.weights:
-        net = _load_model(args)
+        net = load_model(args)
         store.check_model_of(net)
     else:
-        _say(args, f"loading the store's model {store.identity.name} ...")
+        say(args, f"loading the store's model {store.identity.name} ...")
         net = store.load_model(device=args.device, dtype=args.dtype)
     query = encode_query(
         net, args.audio, args.image, None, args.channel, not args.raw_audio, args.image_size, args.max_long_side
@@ -168,7 +166,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         print(f"{h.rank:3d}  {h.score:9.4f}  {h.id}{when}  [{where}]", file=out)
     if args.output:
         paths = save_hit_pngs(hits, query, args.output, net)
-        _say(args, f"wrote {len(paths)} overlay(s) to {args.output}")
+        say(args, f"wrote {len(paths)} overlay(s) to {args.output}")
     if args.json:
         text = json.dumps({"store": str(store.path), "hits": [h.to_dict() for h in hits]}, indent=2)
         if args.json == "-":
@@ -185,7 +183,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
     check_output_path(args.out, suffixes=(".parquet",), what="--out", inputs=[args.pairs])
     read_pairs(Path(args.pairs))  # a bad manifest fails before the model loads
-    net = _load_model(args)
+    net = load_model(args)
     summary = ground_pairs(
         args.pairs,
         args.out,
