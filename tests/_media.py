@@ -130,3 +130,22 @@ def synthetic_grounding(
         waveform=wave,
         mask=torch.ones(steps, dtype=torch.bool),
     )
+
+
+def write_wav(path: Path, seconds: float, *, rate: int = 16_000, channels: int = 1, silent: bool = False) -> Path:
+    """A 16-bit PCM WAV: a 440 Hz tone with a little deterministic noise (or digital silence)."""
+    n = round(seconds * rate)
+    t = np.arange(n, dtype=np.float64) / rate
+    rng = np.random.default_rng(n)
+    mono = np.zeros(n) if silent else 0.3 * np.sin(2 * math.pi * 440 * t) + 0.05 * rng.standard_normal(n)
+    samples = (np.tile(mono, (channels, 1)) * 32767).astype(np.int16)
+    layout = "mono" if channels == 1 else "stereo"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("pcm_s16le", rate=rate, layout=layout)
+        frame = av.AudioFrame.from_ndarray(samples.T.reshape(1, -1).copy(), format="s16", layout=layout)
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path

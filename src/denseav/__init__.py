@@ -43,6 +43,10 @@ _EXPORTS = {
     "Grounding": "result",
     "VideoGrounding": "video",
     "ground_video": "video",
+    # The corpus (feature stores; needs pyarrow).
+    "FeatureStore": "corpus",
+    "index": "corpus",
+    "score_matrix": "corpus",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -65,6 +69,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .api import EncodedAudio, EncodedImage, encode_audio, encode_image, get_model, ground, similarity
     from .build import build_denseav, load
     from .checkpoint import checkpoint_filter_fn, config_from_original
+    from .corpus import FeatureStore, index, score_matrix
     from .errors import (
         CheckpointError,
         DenseAVError,

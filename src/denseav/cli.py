@@ -1,4 +1,4 @@
-"""The `denseav` command line (also `python -m denseav`): ground, video, models, download, eval."""
+"""The `denseav` command line (also `python -m denseav`): ground, video, models, download."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ class _Parser(argparse.ArgumentParser):
 Subparsers = Any
 
 
-class _UsageError(Exception):
+class UsageError(Exception):
     """A bad argument found after parsing (exit status 2)."""
 
 
@@ -75,7 +75,7 @@ def _channel(text: str) -> Any:
         raise argparse.ArgumentTypeError(f"expected 'mix', 'first' or a channel number, got {text!r}") from None
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -85,7 +85,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -98,7 +98,7 @@ def _positive_int(text: str) -> int:
 def _max_frames(text: str) -> int | None:
     if text.lower() in ("0", "none", "all"):
         return None
-    return _positive_int(text)
+    return positive_int(text)
 
 
 def _time(text: str) -> Any:
@@ -169,7 +169,7 @@ def _parents() -> Parents:
     )
     g.add_argument(
         "--max-long-side",
-        type=_positive_int,
+        type=positive_int,
         default=MAX_LONG_SIDE,
         metavar="N",
         help=f"refuse model inputs whose long side would exceed N pixels (default {MAX_LONG_SIDE}; the cost grows "
@@ -246,7 +246,7 @@ def _add_video(sub: Subparsers, parents: Parents) -> None:
     )
     p.add_argument(
         "--fps",
-        type=_positive_float,
+        type=positive_float,
         metavar="F",
         help=f"frames per second to analyse (default: the source rate, at most {DEFAULT_MAX_FPS:g})",
     )
@@ -257,7 +257,7 @@ def _add_video(sub: Subparsers, parents: Parents) -> None:
         metavar="N",
         help=f"analyse at most N frames (default {DEFAULT_MAX_FRAMES}; 0 = no limit)",
     )
-    p.add_argument("--batch-size", type=_positive_int, default=8, metavar="N", help="frames per model call (default 8)")
+    p.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="frames per model call (default 8)")
     p.add_argument(
         "--layout",
         choices=("combined", "panels"),
@@ -309,6 +309,9 @@ def _build_parser() -> _Parser:
     from .demo.cli import add_parser as add_demo_parser
 
     add_demo_parser(sub, parents=[parents.model, parents.run])
+    from .corpus.cli import add_parsers as add_corpus_parsers
+
+    add_corpus_parsers(sub, parents)  # index, search, batch
 
     # `denseav eval ...` lives in its own package; only its registration is here.
     from .evaluation.cli import add_parsers as add_eval_parsers
@@ -320,7 +323,7 @@ def _build_parser() -> _Parser:
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-def _say(args: argparse.Namespace, message: str) -> None:
+def say(args: argparse.Namespace, message: str) -> None:
     """Status chatter: stderr, silenced by --quiet (results go to stdout)."""
     if not args.quiet:
         print(message, file=sys.stderr, flush=True)
@@ -333,19 +336,19 @@ def _check_model_name(name: str) -> None:
     try:
         parse_model_ref(name)
     except ModelNotFoundError:
-        raise _UsageError(
+        raise UsageError(
             f"unknown model {name!r}; choose one of {', '.join(list_models())} (see `denseav models`), a Hugging "
             "Face repo id 'user/repo', or pass a local checkpoint with --weights"
         ) from None
 
 
-def _load_model(args: argparse.Namespace) -> Any:
+def load_model(args: argparse.Namespace) -> Any:
     from .build import load, resolve_device
 
     try:
         resolve_device(args.device)
     except ValueError as e:
-        raise _UsageError(f"--device: {e}") from None
+        raise UsageError(f"--device: {e}") from None
     if args.weights:
         source = args.weights
         if not Path(source).expanduser().exists():
@@ -355,7 +358,7 @@ def _load_model(args: argparse.Namespace) -> Any:
     else:
         source = args.model
         _check_model_name(source)
-    _say(args, f"loading model {source} ...")
+    say(args, f"loading model {source} ...")
     return load(source, revision=args.revision, device=args.device, dtype=args.dtype, progress=not args.quiet)
 
 
@@ -365,7 +368,7 @@ def _write_json(data: dict[str, Any], target: str, args: argparse.Namespace) -> 
         print(text)
         return
     Path(target).write_text(text + "\n")
-    _say(args, f"wrote {target}")
+    say(args, f"wrote {target}")
 
 
 def _check_outputs(args: argparse.Namespace, output: str | None, suffixes: tuple[str, ...], inputs: list[str]) -> None:
@@ -387,7 +390,7 @@ def _cmd_ground(args: argparse.Namespace) -> int:
     check_input_file(args.image, "image")
     check_input_file(args.audio, "audio")
     _check_outputs(args, args.output, (".png", ".mp4"), [args.image, args.audio])
-    model = _load_model(args)
+    model = load_model(args)
     result = ground(
         args.image,
         args.audio,
@@ -428,7 +431,7 @@ def _cmd_video(args: argparse.Namespace) -> int:
     output = args.output or f"{Path(args.input).stem}_denseav.mp4"
     check_input_file(args.input, "video")
     _check_outputs(args, output, (".mp4", ".mov", ".m4v", ".mkv"), [args.input])
-    model = _load_model(args)
+    model = load_model(args)
     vg = ground_video(
         args.input,
         model=model,
@@ -488,11 +491,11 @@ def _cmd_download(args: argparse.Namespace) -> int:
     from .pretrained import ResolvedFiles, resolve
 
     if Path(args.name).expanduser().exists():
-        raise _UsageError(f"{args.name} is a local path; there is nothing to download (use it with --weights)")
+        raise UsageError(f"{args.name} is a local path; there is nothing to download (use it with --weights)")
     _check_model_name(args.name)
     target = resolve(args.name, revision=args.revision, progress=not args.quiet)
     if not isinstance(target, ResolvedFiles):
-        raise _UsageError(f"{args.name} is a local path; there is nothing to download")
+        raise UsageError(f"{args.name} is a local path; there is nothing to download")
     label = target.pretrained.name if target.pretrained else args.name
     print(f"{label}: {target.weights.parent}")
     return 0
@@ -532,7 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = show_warning
         try:
             return int(args.func(args) or 0)
-        except (_UsageError, OutputError) as e:  # a bad argument, found before any work
+        except (UsageError, OutputError) as e:  # a bad argument, found before any work
             if args.debug:
                 raise
             print(f"denseav: error: {_one_line(e)} (see '{parser.prog} {args.command} --help')", file=sys.stderr)

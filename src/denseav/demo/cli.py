@@ -8,21 +8,12 @@ import sys
 import textwrap
 from typing import Any
 
+from ..cli import positive_float
 from .limits import Limits
 
 __all__ = ["add_parser"]
 
 _DEFAULTS = Limits()
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
 
 
 def _port(text: str) -> int:
@@ -60,21 +51,21 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     g = p.add_argument_group("limits (checked before anything is decoded)")
     g.add_argument(
         "--max-audio-seconds",
-        type=_positive,
+        type=positive_float,
         default=_DEFAULTS.max_audio_seconds,
         metavar="S",
         help=f"longest sound accepted (default {_DEFAULTS.max_audio_seconds:g})",
     )
     g.add_argument(
         "--max-video-seconds",
-        type=_positive,
+        type=positive_float,
         default=_DEFAULTS.max_video_seconds,
         metavar="S",
         help=f"longest video accepted (default {_DEFAULTS.max_video_seconds:g})",
     )
     g.add_argument(
         "--max-file-mb",
-        type=_positive,
+        type=positive_float,
         default=_DEFAULTS.max_file_mb,
         metavar="MB",
         help=f"largest upload accepted, per file (default {_DEFAULTS.max_file_mb:g})",
@@ -83,7 +74,7 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import _load_model  # the same model options as every other command
+    from ..cli import load_model  # the same model options as every other command
     from .app import INSTALL_HINT, build_demo, launch_kwargs, require_gradio
     from .service import DemoService
 
@@ -97,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         max_video_seconds=args.max_video_seconds,
         max_file_mb=args.max_file_mb,
     )
-    service = DemoService(_load_model(args), limits, name=args.weights or args.model)
+    service = DemoService(load_model(args), limits, name=args.weights or args.model)
     try:
         demo = build_demo(service)
         if not args.quiet:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..cli import _positive_int
+from ..cli import positive_int
 from ..paths import check_output_path, check_writable_folder
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--json", metavar="OUT.json", help="write every metric, per-item details and provenance ('-': stdout)"
     )
-    p.add_argument("--batch-size", type=_positive_int, default=8, metavar="N", help="files per model call (default 8)")
+    p.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="files per model call (default 8)")
 
 
 def add_parsers(subparsers: argparse._SubParsersAction, parents: Sequence[argparse.ArgumentParser]) -> None:
