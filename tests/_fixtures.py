@@ -47,15 +47,21 @@ def key_manifests() -> list[Path]:
     return _discover("keys", "*.json")
 
 
-def eval_root() -> Path:
-    env = os.environ.get("DENSEAV_EVAL_DATA")
-    return Path(env) if env else SHARED / "eval"
+def eval_datasets() -> list[Path]:
+    """Every evaluation dataset: a folder with expected/*.json beside its data (prompted/, retrieval/), from
+    tests/fixtures/eval, any such folder in ../shared, and DENSEAV_EVAL_DATA (os.pathsep-separated); a later
+    folder of the same name replaces an earlier one."""
+    candidates = [VENDORED / "eval", *sorted(SHARED.glob("*"))]
+    candidates += [Path(p) for p in os.environ.get("DENSEAV_EVAL_DATA", "").split(os.pathsep) if p]
+    found = {d.name: d for d in candidates if (d / "expected").is_dir()}
+    return [found[name] for name in sorted(found)]
 
 
 def eval_cases() -> list[tuple[Path, Path]]:
-    """(expected/<model>.json, the parity fixture folder named <model>) for every expected file whose model exists."""
+    """(<dataset>/expected/<model>.json, the parity fixture folder named <model>) for every expected file whose
+    model exists."""
     models = {p.name: p for p in parity_dirs()}
-    found = sorted((eval_root() / "expected").glob("*.json"))
+    found = [e for root in eval_datasets() for e in sorted((root / "expected").glob("*.json"))]
     return [(e, models[e.stem]) for e in found if e.stem in models]
 
 

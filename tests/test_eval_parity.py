@@ -17,25 +17,26 @@ import pytest
 import torch
 
 import denseav
-from _fixtures import EVAL_CASES, eval_root
+from _fixtures import EVAL_CASES
 from denseav.evaluation import LocalEncoder, evaluate_retrieval, evaluate_segmentation
 from denseav.evaluation.data import decode_ade_labels, read_pairs, read_prompted
 from denseav.evaluation.preprocess import load_audio, load_image, load_label_image
 from denseav.evaluation.segmentation import upsample
 
 pytestmark = pytest.mark.skipif(
-    not EVAL_CASES, reason=f"no evaluation expectations under {eval_root()} (set DENSEAV_EVAL_DATA to ../shared/eval)"
+    not EVAL_CASES,
+    reason="no evaluation datasets with expected numbers (tests/fixtures/eval, ../shared, DENSEAV_EVAL_DATA)",
 )
-CASES = [pytest.param(e, m, id=e.stem) for e, m in EVAL_CASES]
+CASES = [pytest.param(e, m, id=f"{e.parents[1].name}-{e.stem}") for e, m in EVAL_CASES]
 AP_TOL, IOU_TOL, MAP_TOL = 1e-5, 1e-4, 1e-5
 
 
-def _prompted_root() -> Path:
-    return eval_root() / "prompted"
+def _prompted_root(expected_json: Path) -> Path:
+    return expected_json.parents[1] / "prompted"
 
 
-def _pairs_csv() -> Path:
-    return eval_root() / "retrieval" / "pairs.csv"
+def _pairs_csv(expected_json: Path) -> Path:
+    return expected_json.parents[1] / "retrieval" / "pairs.csv"
 
 
 @cache
@@ -49,13 +50,13 @@ def _model(folder: Path) -> denseav.DenseAV:
 
 
 @cache
-def _segmentation(folder: Path):
-    return evaluate_segmentation(_prompted_root(), model=str(folder), prompts="both", progress=False)
+def _segmentation(expected_json: Path, folder: Path):
+    return evaluate_segmentation(_prompted_root(expected_json), model=str(folder), prompts="both", progress=False)
 
 
 @cache
-def _retrieval(folder: Path):
-    return evaluate_retrieval(_pairs_csv(), model=str(folder), progress=False)
+def _retrieval(expected_json: Path, folder: Path):
+    return evaluate_retrieval(_pairs_csv(expected_json), model=str(folder), progress=False)
 
 
 def _tolerance(name: str) -> float:
@@ -68,7 +69,7 @@ def _tolerance(name: str) -> float:
 @pytest.mark.parametrize("expected_json, model_dir", CASES)
 def test_metrics_match_the_original(expected_json: Path, model_dir: Path):
     expected = _expected(expected_json)["metrics"]
-    seg, ret = _segmentation(model_dir), _retrieval(model_dir)
+    seg, ret = _segmentation(expected_json, model_dir), _retrieval(expected_json, model_dir)
     ours = {**seg.metrics, **ret.metrics}
     # The original's metric names are exactly ours (ap_dis only for two heads; prompted_* are our extra).
     assert set(expected) <= set(ours)
@@ -85,7 +86,7 @@ def test_metrics_match_the_original(expected_json: Path, model_dir: Path):
 @pytest.mark.parametrize("expected_json, model_dir", CASES)
 def test_per_class_values(expected_json: Path, model_dir: Path):
     expected = _expected(expected_json)["per_class"]
-    seg = _segmentation(model_dir)
+    seg = _segmentation(expected_json, model_dir)
     assert set(expected) == set(seg.sets)
     for kind, classes in expected.items():
         ours = {c.class_id: c for c in seg.sets[kind].classes}
@@ -108,7 +109,7 @@ def _map_kinds(seg) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("expected_json, model_dir", CASES)
 def test_heatmap_normalisation_steps_and_samples(expected_json: Path, model_dir: Path):
     expected = _expected(expected_json)["heatmaps"]
-    seg = _segmentation(model_dir)
+    seg = _segmentation(expected_json, model_dir)
     maps = _map_kinds(seg)
     for kind, want in expected.items():
         prompts, name = kind.split("_")
@@ -134,7 +135,7 @@ def test_heatmap_normalisation_steps_and_samples(expected_json: Path, model_dir:
 def test_normalised_maps_match_the_arrays(expected_json: Path, model_dir: Path):
     """<model>.heatmaps28.npy: [kind (speech_basic, speech_advanced, sound_basic), first items, h, w];
     <model>.heatmaps224_speech_basic_f16.npy: the upsampled speech-basic maps of those items (float16)."""
-    seg = _segmentation(model_dir)
+    seg = _segmentation(expected_json, model_dir)
     maps = _map_kinds(seg)
     small = np.load(expected_json.with_name(f"{expected_json.stem}.heatmaps28.npy"))
     for k, kind in enumerate(("speech_basic", "speech_advanced", "sound_basic")):
@@ -151,7 +152,7 @@ def test_normalised_maps_match_the_arrays(expected_json: Path, model_dir: Path):
 @pytest.mark.parametrize("expected_json, model_dir", CASES)
 def test_retrieval_scores_and_disentanglement(expected_json: Path, model_dir: Path):
     expected = _expected(expected_json)
-    ret = _retrieval(model_dir)
+    ret = _retrieval(expected_json, model_dir)
     for name, want in expected["retrieval_debug"].items():
         s = ret.sets[name]
         np.testing.assert_allclose(s.scores.numpy(), np.array(want["sim_summed_over_heads"]), rtol=1e-5, atol=1e-4)
@@ -162,7 +163,7 @@ def test_retrieval_scores_and_disentanglement(expected_json: Path, model_dir: Pa
         return
     for ours, key in (
         (ret.disentanglement, "retrieval_sets"),
-        (_segmentation(model_dir).disentanglement, "prompted_sets"),
+        (_segmentation(expected_json, model_dir).disentanglement, "prompted_sets"),
     ):
         assert ours is not None
         np.testing.assert_allclose(ours.ap_matrix, want_dis[key]["ap_matrix_head_by_set"], atol=AP_TOL)
@@ -199,7 +200,7 @@ def _check_audio(path: Path, want: dict[str, Any]) -> None:
 def test_preprocessing_of_every_item(expected_json: Path, model_dir: Path):
     """Image geometry and statistics, audio lengths and normalisation, label class pixels (model-free)."""
     items = _expected(expected_json)["items"]
-    rows = read_prompted(_prompted_root())
+    rows = read_prompted(_prompted_root(expected_json))
     for kind in ("speech", "sound"):
         members = [r for r in rows if kind in r.audio]
         for row, want in zip(members, items[f"prompted_{kind}"], strict=True):
@@ -210,7 +211,7 @@ def test_preprocessing_of_every_item(expected_json: Path, model_dir: Path):
             classes = decode_ade_labels(load_label_image(row.label), row.label)
             ids, counts = np.unique(classes, return_counts=True)
             assert {str(i): int(c) for i, c in zip(ids, counts)} == want["label_class_pixels"]
-    pairs = read_pairs(_pairs_csv())
+    pairs = read_pairs(_pairs_csv(expected_json))
     for kind in ("speech", "sound"):
         members = [p for p in pairs if p.set == kind]
         for pair, want in zip(members, items[f"retrieval_{kind}"], strict=True):
@@ -227,7 +228,7 @@ def test_preprocessing_of_every_item(expected_json: Path, model_dir: Path):
 def test_valid_steps_of_every_clip(expected_json: Path, model_dir: Path):
     """The step mask (``aligned_mask_true``) of every prompted item, through the encoder interface."""
     items = _expected(expected_json)["items"]
-    rows = read_prompted(_prompted_root())
+    rows = read_prompted(_prompted_root(expected_json))
     encoder = LocalEncoder(_model(model_dir), progress=False)
     for kind in ("speech", "sound"):
         paths = [r.audio[kind] for r in rows if kind in r.audio]
@@ -241,7 +242,7 @@ def test_valid_steps_of_every_clip(expected_json: Path, model_dir: Path):
 @pytest.mark.parametrize("expected_json, model_dir", CASES)
 def test_weights_hash_in_provenance(expected_json: Path, model_dir: Path):
     """The run records the sha256 of the weights it used: the one the expected numbers were made with."""
-    prov = _retrieval(model_dir).provenance
+    prov = _retrieval(expected_json, model_dir).provenance
     assert prov is not None
     assert prov.weights_sha256 == _expected(expected_json)["model_safetensors_sha256"]
     assert prov.dataset_sha256 and len(prov.dataset_sha256) == 64

@@ -25,7 +25,7 @@ from ..errors import InputError, InputFileNotFoundError
 from ..image import MAX_LONG_SIDE, ImageGeometry, preprocess_image
 from ..media import iter_display_frames
 from ..modeling import DenseAV
-from .provenance import file_sha256
+from ..provenance import file_sha256
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus"})

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..modeling import DenseAV
-from ..provenance import _hash_file as file_sha256
+from ..provenance import file_sha256
 
 __all__ = ["Provenance", "dataset_sha256", "make_provenance"]
 
