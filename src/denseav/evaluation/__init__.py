@@ -10,12 +10,25 @@ well its heads separate words from sounds (``denseav eval``).
 
 from __future__ import annotations
 
-from .api import evaluate_retrieval, evaluate_segmentation
-from .encoding import ClipFeatures, FeatureEncoder, LocalEncoder
-from .metrics import Disentanglement
-from .provenance import Provenance
-from .retrieval import RetrievalResult, RetrievalSetResult
-from .segmentation import ClassResult, PromptSetResult, SegmentationItem, SegmentationResult
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
+
+_EXPORTS = {
+    "evaluate_retrieval": "api",
+    "evaluate_segmentation": "api",
+    "ClipFeatures": "encoding",
+    "FeatureEncoder": "encoding",
+    "LocalEncoder": "encoding",
+    "Disentanglement": "metrics",
+    "Provenance": "provenance",
+    "RetrievalResult": "retrieval",
+    "RetrievalSetResult": "retrieval",
+    "ClassResult": "segmentation",
+    "PromptSetResult": "segmentation",
+    "SegmentationItem": "segmentation",
+    "SegmentationResult": "segmentation",
+}
 
 __all__ = [
     "ClassResult",
@@ -32,3 +45,13 @@ __all__ = [
     "evaluate_retrieval",
     "evaluate_segmentation",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from .api import evaluate_retrieval, evaluate_segmentation
+    from .encoding import ClipFeatures, FeatureEncoder, LocalEncoder
+    from .metrics import Disentanglement
+    from .provenance import Provenance
+    from .retrieval import RetrievalResult, RetrievalSetResult
+    from .segmentation import ClassResult, PromptSetResult, SegmentationItem, SegmentationResult
