@@ -30,7 +30,8 @@ def main() -> int:
         snippet.write_text(readme_module(REPO / "README.md"))
         examples = sorted(str(p) for p in (REPO / "examples").glob("*.py"))
         env = dict(os.environ, MYPYPATH=str(REPO / "src"))  # the package as a user's code sees it
-        cmd = [sys.executable, "-m", "mypy", "--no-incremental", "--check-untyped-defs", str(snippet), *examples]
+        config = str(REPO / "pyproject.toml")  # the same third-party settings as the package check
+        cmd = [sys.executable, "-m", "mypy", "--config-file", config, "--no-incremental", str(snippet), *examples]
         print("mypy on README snippets and", len(examples), "examples", flush=True)
         return subprocess.call(cmd, env=env, cwd=tmp)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -37,8 +36,8 @@ print(len(vg.frame_times), round(analysed, 2), round(total, 2), resource.getrusa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    fixtures = Path(os.environ.get("DENSEAV_FIXTURES", ROOT.parent / "shared" / "fixtures"))
-    parser.add_argument("--weights", default=str(next(iter(sorted((fixtures / "parity").glob("*"))), "")))
+    vendored = ROOT / "tests" / "fixtures" / "parity"  # tiny random-weight models shipped with the tests
+    parser.add_argument("--weights", default=str(next(iter(sorted(vendored.glob("*"))), "")))
     parser.add_argument("--lengths", default="30,180")
     parser.add_argument("--size", default="320x180")
     parser.add_argument("--fps", type=int, default=25)

@@ -25,7 +25,7 @@ def main() -> None:
     print(result)
     for name, peak in result.to_dict()["peak_over_time"].items():
         print(f"  {name}: strongest at x={peak['x']}, y={peak['y']}")
-    # The mean over the clip; time=1.5 would show the moment 1.5 s in, time=3 the fourth audio step.
+    # The mean over the clip; time=1.5 would show the moment 1.5 s in, step=3 the fourth audio step.
     print("wrote", save_png(result, args.output, time="mean"))
 
 

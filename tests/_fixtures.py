@@ -6,6 +6,9 @@ intermediate output) come from, in increasing priority:
   2. ../shared/fixtures beside the checkout, when it exists (new fixture folders may appear there);
   3. DENSEAV_FIXTURES, one or more folders separated by os.pathsep, each laid out like tests/fixtures.
 A folder of the same name in a later source replaces the earlier one; new names are added.
+
+Evaluation data (small datasets in the original's layouts + the numbers the original produced on them with the
+parity models, see ../shared/eval/README.md): ../shared/eval beside the checkout, or DENSEAV_EVAL_DATA.
 """
 
 from __future__ import annotations
@@ -44,8 +47,27 @@ def key_manifests() -> list[Path]:
     return _discover("keys", "*.json")
 
 
+def eval_datasets() -> list[Path]:
+    """Every evaluation dataset: a folder with expected/*.json beside its data (prompted/, retrieval/), from
+    tests/fixtures/eval, any such folder in ../shared, and DENSEAV_EVAL_DATA (os.pathsep-separated); a later
+    folder of the same name replaces an earlier one."""
+    candidates = [VENDORED / "eval", *sorted(SHARED.glob("*"))]
+    candidates += [Path(p) for p in os.environ.get("DENSEAV_EVAL_DATA", "").split(os.pathsep) if p]
+    found = {d.name: d for d in candidates if (d / "expected").is_dir()}
+    return [found[name] for name in sorted(found)]
+
+
+def eval_cases() -> list[tuple[Path, Path]]:
+    """(<dataset>/expected/<model>.json, the parity fixture folder named <model>) for every expected file whose
+    model exists."""
+    models = {p.name: p for p in parity_dirs()}
+    found = [e for root in eval_datasets() for e in sorted((root / "expected").glob("*.json"))]
+    return [(e, models[e.stem]) for e in found if e.stem in models]
+
+
 PARITY_DIRS = parity_dirs()
 KEY_MANIFESTS = key_manifests()
+EVAL_CASES = eval_cases()
 MISSING = (
     "no test fixtures found: tests/fixtures is missing from this checkout and neither ../shared/fixtures nor "
     "DENSEAV_FIXTURES provides any"

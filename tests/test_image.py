@@ -19,6 +19,7 @@ from denseav.image import (
     MAX_LONG_SIDE,
     ImageGeometry,
     crop_to_multiple,
+    decode_picture,
     maps_to_original,
     preprocess_image,
     resize_short_side,
@@ -443,3 +444,38 @@ def test_chunking_matches_single_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(image_mod, "_CHUNK_ELEMENTS", 61 * 47 * 3)  # 3 planes per call
     chunked = maps_to_original(maps, geom)
     assert torch.equal(full, chunked)
+
+
+def _photo(path: Path, size: tuple[int, int], orientation: int | None = None) -> None:
+    """A smooth, detailed synthetic photo (gradients + rings) saved as a JPEG."""
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    r = np.hypot(x - w / 3, y - h / 2)
+    rgb = np.stack([x / w * 255, y / h * 255, 127 + 120 * np.sin(r / 40)], axis=-1).astype(np.uint8)
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    Image.fromarray(rgb).save(path, quality=92, exif=exif.tobytes())
+
+
+@pytest.mark.parametrize("orientation", [None, 6])
+def test_large_jpeg_is_decoded_reduced_with_full_size_geometry(tmp_path: Path, orientation: int | None) -> None:
+    path = tmp_path / "big.jpg"
+    _photo(path, (6000, 4000), orientation)
+    reduced, full = decode_picture(path, draft_long_side=2048)
+    upright = (4000, 6000) if orientation is None else (6000, 4000)
+    assert full == upright
+    assert max(reduced.shape[1:]) >= 2048 and max(reduced.shape[1:]) <= 3000  # 1/2 scale, not the full 6000
+    assert reduced.shape[1] / reduced.shape[2] == pytest.approx(full[0] / full[1], rel=1e-3)
+    pixels, geom = preprocess_image(reduced, patch_size=PATCH, original_size=full)
+    exact, exact_geom = preprocess_image(path, patch_size=PATCH)  # decoded whole
+    assert geom == exact_geom  # sizes, crop and pixel mapping are those of the full photo
+    diff = (pixels - exact).abs() * 0.226 * 255  # back to 8-bit levels (std ~0.226)
+    assert float(diff.mean()) < 1.0 and float(diff.max()) < 12
+
+
+def test_small_jpeg_and_png_are_decoded_whole(tmp_path: Path) -> None:
+    path = tmp_path / "small.jpg"
+    _photo(path, (3000, 2000))
+    rgb, full = decode_picture(path, draft_long_side=2048)
+    assert full == (2000, 3000) and tuple(rgb.shape[1:]) == full

@@ -11,8 +11,9 @@ for importing torch until something needs it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -43,28 +44,23 @@ _EXPORTS = {
     "Grounding": "result",
     "VideoGrounding": "video",
     "ground_video": "video",
+    # The corpus (feature stores; needs pyarrow).
+    "FeatureStore": "corpus",
+    "index": "corpus",
+    "score_matrix": "corpus",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'denseav' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
     from .api import EncodedAudio, EncodedImage, encode_audio, encode_image, get_model, ground, similarity
     from .build import build_denseav, load
     from .checkpoint import checkpoint_filter_fn, config_from_original
+    from .corpus import FeatureStore, index, score_matrix
     from .errors import (
         CheckpointError,
         DenseAVError,

@@ -18,7 +18,8 @@ import torch
 from .audio import SAMPLE_RATE, prepare_audio
 from .build import DTypeLike, load, resolve_device, resolve_dtype
 from .errors import InputError, InputTypeError
-from .image import DEFAULT_BACKGROUND, MAX_LONG_SIDE, ImageGeometry, ImageInput, preprocess_image, to_rgb_uint8
+from .image import DEFAULT_BACKGROUND, MAX_LONG_SIDE, ImageGeometry, ImageInput, decode_picture, preprocess_image
+from .limits import PICTURE_MAX_SIDE
 from .modeling import AudioFeatures, DenseAV, ImageFeatures
 from .pretrained import DEFAULT_MODEL
 from .result import Grounding
@@ -229,9 +230,15 @@ def encode_image(
     items, is_batch = _as_list(image)
     enc = net.config.image_encoder
     size = enc.training_size if image_size == "model" else image_size
-    rgbs = [to_rgb_uint8(item, background=background) for item in items]
+    # The model and the picture drawn from a result need at most this much: big JPEGs are decoded reduced.
+    draft = None if size is None else max(PICTURE_MAX_SIDE, max_long_side)
+    decoded = [decode_picture(item, background=background, draft_long_side=draft) for item in items]
+    rgbs = [rgb for rgb, _ in decoded]
     prepared = [
-        preprocess_image(rgb, patch_size=enc.patch_size, image_size=size, max_long_side=max_long_side) for rgb in rgbs
+        preprocess_image(
+            rgb, patch_size=enc.patch_size, image_size=size, max_long_side=max_long_side, original_size=full
+        )
+        for rgb, full in decoded
     ]
     out: list[EncodedImage | None] = [None] * len(items)
     with torch.inference_mode():

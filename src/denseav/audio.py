@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from pathlib import Path
 
 import av
 import av.error
@@ -18,8 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError, InputFileNotFoundError, InputTypeError
+from .errors import InputError, InputTypeError
 from .modeling.audio_encoder import SAMPLE_RATE  # the model's rate, re-exported for callers of this module
+from .paths import check_input_file
 
 __all__ = [
     "MAX_DENSE_KERNEL",
@@ -94,11 +94,7 @@ def decode_audio(path: str | os.PathLike[str]) -> tuple[torch.Tensor, int]:
     Raises :class:`~denseav.errors.InputFileNotFoundError` (an InputError and FileNotFoundError) for a missing path and
     :class:`~denseav.errors.InputError` for undecodable files, files without an audio track, or no samples.
     """
-    p = Path(os.fspath(path))
-    if not p.exists():
-        raise InputFileNotFoundError(f"audio file not found: {str(p)!r}; check the path")
-    if p.is_dir():
-        raise InputError(f"{str(p)!r} is a directory, not an audio or video file; pass a file path")
+    p = check_input_file(path, "audio")
 
     chunks: list[np.ndarray] = []
     try:

@@ -9,11 +9,13 @@ import sys
 import textwrap
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
 from .errors import DenseAVError, InputFileNotFoundError, OutputError
+from .paths import check_input_file, check_output_path
 
 EXAMPLES = """\
 examples:
@@ -24,6 +26,7 @@ examples:
   denseav models                                      the published models, and which are downloaded
   denseav download sound-language                     fetch weights once, then run offline
   denseav ground img.png a.wav --weights ./my_ckpt    a local checkpoint folder or .ckpt file
+  denseav demo                                        a web page where the heatmaps play with the sound
 
 Models download from the Hugging Face Hub on first use (HF_HOME / HF_HUB_OFFLINE apply).
 """
@@ -36,7 +39,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"denseav: error: {message} (see '{self.prog} --help')\n")
 
 
-class _UsageError(Exception):
+# The object `add_subparsers` returns (argparse has no public name for its type).
+Subparsers = Any
+
+
+class UsageError(Exception):
     """A bad argument found after parsing (exit status 2)."""
 
 
@@ -68,7 +75,7 @@ def _channel(text: str) -> Any:
         raise argparse.ArgumentTypeError(f"expected 'mix', 'first' or a channel number, got {text!r}") from None
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -78,7 +85,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -91,7 +98,7 @@ def _positive_int(text: str) -> int:
 def _max_frames(text: str) -> int | None:
     if text.lower() in ("0", "none", "all"):
         return None
-    return _positive_int(text)
+    return positive_int(text)
 
 
 def _time(text: str) -> Any:
@@ -113,8 +120,17 @@ def _step(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an audio step number (e.g. 3), got {text!r}") from None
 
 
-def _build_parser() -> _Parser:
-    from .limits import DEFAULT_MAX_FPS, DEFAULT_MAX_FRAMES, MAX_LONG_SIDE
+@dataclass(frozen=True)
+class Parents:
+    """Option groups shared by subcommands (argparse parent parsers); other packages' subcommands use them too."""
+
+    run: argparse.ArgumentParser  # -q, --debug
+    model: argparse.ArgumentParser  # --model, --weights, --revision, --device, --dtype
+    inputs: argparse.ArgumentParser  # image and audio preprocessing
+
+
+def _parents() -> Parents:
+    from .limits import MAX_LONG_SIDE
     from .pretrained import DEFAULT_MODEL, list_models
 
     run = _Parser(add_help=False)
@@ -156,7 +172,7 @@ def _build_parser() -> _Parser:
     )
     g.add_argument(
         "--max-long-side",
-        type=_positive_int,
+        type=positive_int,
         default=MAX_LONG_SIDE,
         metavar="N",
         help=f"refuse model inputs whose long side would exceed N pixels (default {MAX_LONG_SIDE}; the cost grows "
@@ -174,19 +190,13 @@ def _build_parser() -> _Parser:
         help="feed the waveform unnormalised (as the original demo) instead of zero-mean/unit-variance",
     )
 
-    parser = _Parser(
-        prog="denseav",
-        description="DenseAV: which pixels a sound or a spoken word refers to (Hamilton et al., CVPR 2024).",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"denseav {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
+    return Parents(run=run, model=model, inputs=inputs)
 
+
+def _add_ground(sub: Subparsers, parents: Parents) -> None:
     p = sub.add_parser(
         "ground",
-        parents=[inputs, model, run],
+        parents=[parents.inputs, parents.model, parents.run],
         help="ground a sound in an image (picture + summary)",
         description="Ground a sound in an image: print a summary, optionally write a picture and JSON.",
         epilog="example:\n  denseav ground dog.jpg bark.wav -o dog.png --json dog.json",
@@ -194,7 +204,12 @@ def _build_parser() -> _Parser:
     )
     p.add_argument("image", metavar="IMAGE", help="image file (PNG, JPEG, ...)")
     p.add_argument("audio", metavar="AUDIO", help="sound file (wav, flac, mp3, ogg, m4a, or a video's sound)")
-    p.add_argument("-o", "--output", metavar="OUT.png", help="write the overlay and time strip as a PNG")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT.png",
+        help="write the overlay and time strip as a PNG, or (OUT.mp4) the image with its sound and a map per moment",
+    )
     p.add_argument("--json", metavar="OUT.json", help="write scores, peaks and per-step maxima as JSON ('-': stdout)")
     when = p.add_mutually_exclusive_group()
     when.add_argument(
@@ -207,9 +222,13 @@ def _build_parser() -> _Parser:
     when.add_argument("--step", type=_step, metavar="N", help="show audio step N instead (0 = the first)")
     p.set_defaults(func=_cmd_ground)
 
+
+def _add_video(sub: Subparsers, parents: Parents) -> None:
+    from .limits import DEFAULT_MAX_FPS, DEFAULT_MAX_FRAMES
+
     p = sub.add_parser(
         "video",
-        parents=[inputs, model, run],
+        parents=[parents.inputs, parents.model, parents.run],
         help="ground a video's sound in its frames (MP4 out)",
         description=textwrap.fill(
             "Ground a video's own soundtrack in its frames and write a video of it, with the original sound. "
@@ -230,7 +249,7 @@ def _build_parser() -> _Parser:
     )
     p.add_argument(
         "--fps",
-        type=_positive_float,
+        type=positive_float,
         metavar="F",
         help=f"frames per second to analyse (default: the source rate, at most {DEFAULT_MAX_FPS:g})",
     )
@@ -241,7 +260,7 @@ def _build_parser() -> _Parser:
         metavar="N",
         help=f"analyse at most N frames (default {DEFAULT_MAX_FRAMES}; 0 = no limit)",
     )
-    p.add_argument("--batch-size", type=_positive_int, default=8, metavar="N", help="frames per model call (default 8)")
+    p.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="frames per model call (default 8)")
     p.add_argument(
         "--layout",
         choices=("combined", "panels"),
@@ -251,9 +270,11 @@ def _build_parser() -> _Parser:
     p.add_argument("--json", metavar="OUT.json", help="also write per-frame peaks as JSON ('-': stdout)")
     p.set_defaults(func=_cmd_video)
 
+
+def _add_registry_commands(sub: Subparsers, parents: Parents) -> None:
     p = sub.add_parser(
         "models",
-        parents=[run],
+        parents=[parents.run],
         help="list the published models and whether they are downloaded",
         description="List the published models and whether each is already in the local cache.",
     )
@@ -261,7 +282,7 @@ def _build_parser() -> _Parser:
 
     p = sub.add_parser(
         "download",
-        parents=[run],
+        parents=[parents.run],
         help="download a model into the Hugging Face cache",
         description="Download a published model (or a Hub repo) into the Hugging Face cache, to run offline later.",
         epilog="example:\n  denseav download sound-language",
@@ -270,13 +291,42 @@ def _build_parser() -> _Parser:
     p.add_argument("name", metavar="NAME", help="registry name (see `denseav models`) or Hugging Face repo id")
     p.add_argument("--revision", metavar="REV", help="branch, tag or commit (default: the registry's)")
     p.set_defaults(func=_cmd_download)
+
+
+def _build_parser() -> _Parser:
+    parser = _Parser(
+        prog="denseav",
+        description="DenseAV: which pixels a sound or a spoken word refers to (Hamilton et al., CVPR 2024).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"denseav {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    parents = _parents()
+    _add_ground(sub, parents)
+    _add_video(sub, parents)
+    _add_registry_commands(sub, parents)
+    # Commands living in their own packages (their heavy imports happen only when they run).
+    from .demo.cli import add_parser as add_demo_parser
+
+    add_demo_parser(sub, parents=[parents.model, parents.run])
+    from .corpus.cli import add_parsers as add_corpus_parsers
+
+    add_corpus_parsers(sub, parents)  # index, search, batch
+
+    # `denseav eval ...` lives in its own package; only its registration is here.
+    from .evaluation.cli import add_parsers as add_eval_parsers
+
+    add_eval_parsers(sub, parents=[parents.model, parents.run])
     return parser
 
 
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-def _say(args: argparse.Namespace, message: str) -> None:
+def say(args: argparse.Namespace, message: str) -> None:
     """Status chatter: stderr, silenced by --quiet (results go to stdout)."""
     if not args.quiet:
         print(message, file=sys.stderr, flush=True)
@@ -289,19 +339,19 @@ def _check_model_name(name: str) -> None:
     try:
         parse_model_ref(name)
     except ModelNotFoundError:
-        raise _UsageError(
+        raise UsageError(
             f"unknown model {name!r}; choose one of {', '.join(list_models())} (see `denseav models`), a Hugging "
             "Face repo id 'user/repo', or pass a local checkpoint with --weights"
         ) from None
 
 
-def _load_model(args: argparse.Namespace) -> Any:
+def load_model(args: argparse.Namespace) -> Any:
     from .build import load, resolve_device
 
     try:
         resolve_device(args.device)
     except ValueError as e:
-        raise _UsageError(f"--device: {e}") from None
+        raise UsageError(f"--device: {e}") from None
     if args.weights:
         source = args.weights
         if not Path(source).expanduser().exists():
@@ -311,7 +361,7 @@ def _load_model(args: argparse.Namespace) -> Any:
     else:
         source = args.model
         _check_model_name(source)
-    _say(args, f"loading model {source} ...")
+    say(args, f"loading model {source} ...")
     return load(source, revision=args.revision, device=args.device, dtype=args.dtype, progress=not args.quiet)
 
 
@@ -321,12 +371,11 @@ def _write_json(data: dict[str, Any], target: str, args: argparse.Namespace) -> 
         print(text)
         return
     Path(target).write_text(text + "\n")
-    _say(args, f"wrote {target}")
+    say(args, f"wrote {target}")
 
 
 def _check_outputs(args: argparse.Namespace, output: str | None, suffixes: tuple[str, ...], inputs: list[str]) -> None:
     """Every output path is checked before the model loads: a bad path must cost nothing."""
-    from .outputs import check_output_path
 
     if output is not None:
         check_output_path(output, suffixes=suffixes, what="-o", inputs=inputs)
@@ -339,10 +388,12 @@ def _check_outputs(args: argparse.Namespace, output: str | None, suffixes: tuple
 
 def _cmd_ground(args: argparse.Namespace) -> int:
     from .api import ground, model_label
-    from .render import save_png
+    from .render import render_grounding_video, save_png
 
-    _check_outputs(args, args.output, (".png",), [args.image, args.audio])
-    model = _load_model(args)
+    check_input_file(args.image, "image")
+    check_input_file(args.audio, "audio")
+    _check_outputs(args, args.output, (".png", ".mp4"), [args.image, args.audio])
+    model = load_model(args)
     result = ground(
         args.image,
         args.audio,
@@ -362,8 +413,10 @@ def _cmd_ground(args: argparse.Namespace) -> int:
     for name, peak in summary["peak_over_time"].items():
         print(f"peak {name} (mean over time): x={peak['x']:g} y={peak['y']:g} (value {peak['value']:.4g})", file=out)
     if args.output:
-        when = args.time if args.step is None else float(result.times[result.step_index(step=args.step)])
-        path = save_png(result, args.output, time=when)
+        if Path(args.output).suffix.lower() == ".mp4":
+            path = render_grounding_video(result, args.output, progress=not args.quiet)
+        else:
+            path = save_png(result, args.output, time=args.time, step=args.step)
         print(f"wrote {path}", file=out)
     elif not args.json and not args.quiet:
         print("(pass -o out.png for a picture, --json out.json for the numbers)", file=sys.stderr)
@@ -374,12 +427,14 @@ def _cmd_ground(args: argparse.Namespace) -> int:
 
 def _cmd_video(args: argparse.Namespace) -> int:
     from .api import model_label
-    from .render import render_video, video_encoder
+    from .media import video_encoder
+    from .render import render_video
     from .video import ground_video
 
     output = args.output or f"{Path(args.input).stem}_denseav.mp4"
+    check_input_file(args.input, "video")
     _check_outputs(args, output, (".mp4", ".mov", ".m4v", ".mkv"), [args.input])
-    model = _load_model(args)
+    model = load_model(args)
     vg = ground_video(
         args.input,
         model=model,
@@ -399,6 +454,8 @@ def _cmd_video(args: argparse.Namespace) -> int:
         file=out,
     )
     print(f"analysed {vg.num_frames} frames ({vg.fps:.3g} per second); heads: {', '.join(vg.head_names)}", file=out)
+    if vg.frames_without_sound:
+        print(f"{vg.frames_without_sound} analysed frames lie outside the sound track: no map", file=out)
     print(f"wrote {path} ({args.layout}, {video_encoder()} + aac)", file=out)
     if args.json:
         _write_json({"model": model_label(model), **vg.to_dict()}, args.json, args)
@@ -437,11 +494,11 @@ def _cmd_download(args: argparse.Namespace) -> int:
     from .pretrained import ResolvedFiles, resolve
 
     if Path(args.name).expanduser().exists():
-        raise _UsageError(f"{args.name} is a local path; there is nothing to download (use it with --weights)")
+        raise UsageError(f"{args.name} is a local path; there is nothing to download (use it with --weights)")
     _check_model_name(args.name)
     target = resolve(args.name, revision=args.revision, progress=not args.quiet)
     if not isinstance(target, ResolvedFiles):
-        raise _UsageError(f"{args.name} is a local path; there is nothing to download")
+        raise UsageError(f"{args.name} is a local path; there is nothing to download")
     label = target.pretrained.name if target.pretrained else args.name
     print(f"{label}: {target.weights.parent}")
     return 0
@@ -481,7 +538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = show_warning
         try:
             return int(args.func(args) or 0)
-        except (_UsageError, OutputError) as e:  # a bad argument, found before any work
+        except (UsageError, OutputError) as e:  # a bad argument, found before any work
             if args.debug:
                 raise
             print(f"denseav: error: {_one_line(e)} (see '{parser.prog} {args.command} --help')", file=sys.stderr)

@@ -11,6 +11,7 @@ the user passed in, undoing both the resize and the top-left crop.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -22,8 +23,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import InputError, InputFileNotFoundError, InputTypeError
+from .errors import InputError, InputTypeError
 from .limits import MAX_LONG_SIDE
+from .paths import check_input_file
 
 __all__ = [
     "DEFAULT_BACKGROUND",
@@ -34,9 +36,11 @@ __all__ = [
     "ImageGeometry",
     "ImageInput",
     "crop_to_multiple",
+    "decode_picture",
     "maps_to_original",
     "preprocess_image",
     "resize_short_side",
+    "resize_to",
     "to_rgb_uint8",
 ]
 
@@ -231,18 +235,35 @@ def _rewarn_large(caught: list[warnings.WarningMessage], path: Path, size: tuple
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
-def _open_path(path: str | os.PathLike[str]) -> Image.Image:
-    p = Path(path)
-    if not p.exists():
-        raise InputFileNotFoundError(
-            f"image file not found: '{p}'; check the path (relative paths start at {os.getcwd()})."
-        )
-    if p.is_dir():
-        raise InputError(f"'{p}' is a directory, not an image file; pass the path of an image inside it.")
+def _draft_jpeg(im: Image.Image, long_side: int) -> None:
+    """Let Pillow decode a JPEG reduced (DCT scaling by 1/2, 1/4 or 1/8) while its long side stays >= long_side."""
+    if im.format != "JPEG" or max(im.size) <= 2 * long_side:
+        return
+    scale = long_side / max(im.size)
+    im.draft("RGB", (math.ceil(im.size[0] * scale), math.ceil(im.size[1] * scale)))
+
+
+def _upright_size(im: Image.Image, size: tuple[int, int]) -> tuple[int, int]:
+    """(H, W) of a stored (W, H) size once the EXIF orientation is applied (5 to 8 turn the picture by 90 deg)."""
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except Exception:  # a broken EXIF block: exif_transpose will leave the picture as stored too
+        orientation = 1
+    w, h = size
+    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+
+
+def _open_path(path: str | os.PathLike[str], draft_long_side: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """The decoded picture (upright) and its full (H, W), which differs from the picture's own size only when a
+    large JPEG was decoded reduced (`draft_long_side`)."""
+    p = check_input_file(path, "image")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", Image.DecompressionBombWarning)
             im = Image.open(p)
+            full_size = im.size
+            if draft_long_side is not None:
+                _draft_jpeg(im, draft_long_side)
             im.load()  # decode now so truncated / corrupt files fail here, with the path in the message
         _rewarn_large(caught, p, im.size)
     except UnidentifiedImageError as exc:
@@ -265,7 +286,9 @@ def _open_path(path: str | os.PathLike[str]) -> Image.Image:
         transposed = ImageOps.exif_transpose(im)
     except Exception:  # a broken EXIF block must not make a readable picture unreadable
         transposed = None
-    return im if transposed is None else transposed
+    if transposed is None:
+        return im, (full_size[1], full_size[0])
+    return transposed, _upright_size(im, full_size)
 
 
 def to_rgb_uint8(
@@ -290,10 +313,27 @@ def to_rgb_uint8(
     Raises:
         InputError: missing or unreadable files, unsupported shapes / dtypes, NaNs, empty images.
     """
+    return decode_picture(image, background=background)[0]
+
+
+def decode_picture(
+    image: ImageInput,
+    *,
+    background: tuple[int, int, int] = DEFAULT_BACKGROUND,
+    draft_long_side: int | None = None,
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """`to_rgb_uint8`, and the picture's full (H, W).
+
+    draft_long_side: a JPEG file more than twice this long is decoded reduced by Pillow (1/2, 1/4 or 1/8 scale,
+        keeping the long side >= draft_long_side): the RGB tensor is then smaller than the full size returned
+        beside it, and takes a fraction of the time and memory. Other inputs are decoded whole.
+    """
     bg = _check_background(background)
+    full_size: tuple[int, int] | None = None
     if isinstance(image, (str, os.PathLike)):
         what = f"'{os.fspath(image)}'"
-        chw = _from_pil(_open_path(image), what)
+        picture, full_size = _open_path(image, draft_long_side)
+        chw = _from_pil(picture, what)
     elif isinstance(image, Image.Image):
         what = "the PIL image"
         try:
@@ -332,7 +372,8 @@ def to_rgb_uint8(
         raise InputError(
             f"{what} is empty ({chw.shape[1]}x{chw.shape[2]} pixels); pass an image with at least one pixel."
         )
-    return _finish_channels(chw, bg)
+    rgb = _finish_channels(chw, bg)
+    return rgb, full_size or (int(rgb.shape[1]), int(rgb.shape[2]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,8 +407,13 @@ def resize_short_side(img: torch.Tensor, size: int) -> torch.Tensor:
             f"resize_short_side needs a uint8 tensor [3, H, W] or [N, 3, H, W], got a {desc}; use to_rgb_uint8 first."
         )
     h, w = int(img.shape[-2]), int(img.shape[-1])
-    out_h, out_w = _resized_size(h, w, size)
-    if (out_h, out_w) == (h, w):
+    return resize_to(img, _resized_size(h, w, size))
+
+
+def resize_to(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """`resize_short_side`'s arithmetic to an exact (H, W): a uint8 [3, H, W] or [N, 3, H, W] image."""
+    out_h, out_w = size
+    if (out_h, out_w) == tuple(img.shape[-2:]):
         return img
     x = img if img.ndim == 4 else img[None]
     y = F.interpolate(x.to(torch.float32), size=(out_h, out_w), mode="bilinear", align_corners=False, antialias=True)
@@ -461,8 +507,12 @@ def preprocess_image(
     image_size: int | None = DEFAULT_IMAGE_SIZE,
     background: tuple[int, int, int] = DEFAULT_BACKGROUND,
     max_long_side: int = MAX_LONG_SIDE,
+    original_size: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, ImageGeometry]:
     """Turn an image into DenseAV's model input and remember the geometry.
+
+    original_size: the picture's full (H, W) when `image` is a reduced decode of it (see `decode_picture`): sizes
+    and the geometry are then those of the full picture, and the reduced one is resized straight to them.
 
     Steps (as the original demo): to RGB uint8 -> shorter side resized to ``image_size``
     (None keeps the native resolution) -> top-left crop to a multiple of ``patch_size`` -> / 255 ->
@@ -478,10 +528,10 @@ def preprocess_image(
     """
     _check_image_size(image_size, patch_size)
     rgb = to_rgb_uint8(image, background=background)
-    h0, w0 = int(rgb.shape[1]), int(rgb.shape[2])
+    h0, w0 = original_size or (int(rgb.shape[1]), int(rgb.shape[2]))
     hr, wr = (h0, w0) if image_size is None else _resized_size(h0, w0, image_size)
     _check_input_size((h0, w0), (hr, wr), image_size, patch_size, max_long_side)
-    resized = rgb if image_size is None else resize_short_side(rgb, image_size)
+    resized = resize_to(rgb, (hr, wr))
     cropped = crop_to_multiple(resized, patch_size)
     # Same operations and order as torchvision's Normalize (sub then div by float32 tensors),
     # so results match the original bit for bit.

@@ -13,3 +13,8 @@ MAX_LONG_SIDE = 1024
 # frames in all (spread evenly over longer videos).
 DEFAULT_MAX_FPS = 5.0
 DEFAULT_MAX_FRAMES = 600
+
+# The longest side a picture of a result is drawn at (save_png; bigger photos are downscaled before drawing).
+# Large JPEG files are decoded reduced (Pillow's draft: DCT scaling by 1/2, 1/4 or 1/8) down to this size, or to
+# the model's long-side limit if that is larger, since neither the model nor the picture needs more.
+PICTURE_MAX_SIDE = 2048

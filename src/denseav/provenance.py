@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -31,7 +32,7 @@ class ModelProvenance:
 
     @cached_property
     def _sha256(self) -> str:  # cached_property writes the instance's __dict__, which a frozen dataclass allows
-        return _cache_blob_sha256(Path(self.source)) or _hash_file(Path(self.source))
+        return _cache_blob_sha256(Path(self.source)) or file_sha256(Path(self.source))
 
 
 def _cache_blob_sha256(path: Path) -> str | None:
@@ -41,9 +42,10 @@ def _cache_blob_sha256(path: Path) -> str | None:
     return blob.name if in_cache and _SHA256_HEX.fullmatch(blob.name) else None
 
 
-def _hash_file(path: Path, chunk: int = 16 << 20) -> str:
+def file_sha256(path: str | os.PathLike[str], chunk: int = 16 << 20) -> str:
+    """The sha256 of a file's bytes, read in chunks (memory stays flat for any size)."""
     digest = hashlib.sha256()
-    with path.open("rb") as f:
+    with open(path, "rb") as f:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()

@@ -1,9 +1,10 @@
 """Grounding a whole video: its own soundtrack against its frames, streamed so memory stays bounded.
 
-`ground_video(path)` decodes the audio track once, encodes it once, then walks the frames with PyAV:
-decode -> (keep it?) -> the same preprocessing as `ground` -> batches of `batch_size` -> image encoder ->
-similarity with the audio step nearest to the frame's time. Only small per-frame maps on the patch grid are
-kept, never decoded full-resolution frames, so a long or 4K video costs the same memory as a short one.
+`ground_video(path)` decodes the audio track once, encodes it once, then walks the frames with PyAV
+(`denseav.media`): decode -> (keep it? `FrameSampler`) -> the same preprocessing as `ground` -> batches of
+`batch_size` -> image encoder -> similarity with the audio step nearest to the frame's time (`_FrameMaps`).
+Only small per-frame maps on the patch grid are kept, never decoded full-resolution frames, so a long or 4K video
+costs the same memory as a short one.
 
 Which frames are used (documented defaults):
 
@@ -14,6 +15,10 @@ Which frames are used (documented defaults):
   so a 10-minute 1080p video needs ~15 minutes for its frames (plus ~6 for its audio; `render_video` then
   takes ~20 more at 30 fps); on a GPU the model's share drops to about a minute.
   Pass `max_frames=None` to lift the cap, or a smaller `fps` for speed.
+
+Frames without sound: a sampled frame shown before the sound track starts (a delayed audio track) or after it
+ends gets NO map - NaN maps, step -1, `has_sound` False, `null` in `to_dict()` - and is not run through the
+model; `render_video` draws no overlay on such frames. `frames_without_sound` counts them.
 
 Times: every time here (frame_times, times) is in seconds on the audio track's clock (0 = its first sample),
 which is what the audio steps refer to; for ordinary files the video starts at 0 too.
@@ -26,43 +31,41 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import av
-import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from .api import EncodedAudio, EncodedImage, ModelLike, encode_audio, get_model, similarity
+from .api import EncodedAudio, ModelLike, encode_audio, get_model, ground
 from .build import DTypeLike
 from .errors import InputError
 from .image import ImageGeometry, maps_to_original, preprocess_image
 from .limits import DEFAULT_MAX_FPS, DEFAULT_MAX_FRAMES
-from .modeling import DenseAV
+from .media import MediaProbe, check_input_file, decode_frame, iter_display_frames, probe_media
+from .modeling import AudioFeatures, DenseAV
 from .pretrained import DEFAULT_MODEL
-from .result import Grounding
+from .progress import Progress
+from .progress import progress as progress_reporter
+from .result import Grounding, peak_locations, temporal_blur
 
 __all__ = [
     "DEFAULT_MAX_FPS",
     "DEFAULT_MAX_FRAMES",
-    "VideoFileNotFoundError",
+    "FrameSampler",
     "VideoGrounding",
     "VideoInfo",
     "ground_video",
-    "iter_display_frames",
+    "within_sound",
 ]
 
-
-# The demo's 3-tap temporal blur (see result.temporal_blur): exp(-x^2 / 2) at x = -2, 0, 2, normalised.
-_TAPS = torch.exp(-(torch.tensor([-2.0, 0.0, 2.0]) ** 2) / 2)
-_TAPS = _TAPS / _TAPS.sum()
+# A frame this close (seconds) outside the sound track still counts as inside: float rounding of the clip's end.
+_SOUND_SLACK = 1e-6
 
 
-class VideoFileNotFoundError(InputError, FileNotFoundError):
-    """A video path that does not exist (catchable as InputError or FileNotFoundError)."""
+def within_sound(seconds: float, audio_duration: float) -> bool:
+    """Whether a frame at `seconds` (audio clock) is shown while the sound track plays: 0 <= seconds < duration."""
+    return -_SOUND_SLACK <= seconds < audio_duration + _SOUND_SLACK
 
 
 @dataclass(frozen=True)
@@ -86,9 +89,10 @@ class VideoGrounding:
 
     frame_times: [F] seconds (audio clock) of each sampled frame.
     frame_indices: [F] index of each sampled frame among all decoded frames of the source.
-    frame_steps: [F] the audio step used for each frame: the one whose centre is nearest to the frame's time
-        (frames past the end of the audio use the last step).
-    frame_maps: [F, K, h, w] float32, raw similarity of the frame with that step (as `Grounding.heatmaps`).
+    frame_steps: [F] the audio step used for each frame: the one whose centre is nearest to the frame's time;
+        -1 for a frame outside the sound track (see `has_sound`).
+    frame_maps: [F, K, h, w] float32, raw similarity of the frame with that step (as `Grounding.heatmaps`);
+        NaN for frames outside the sound track.
     smoothed_maps: [F, K, h, w] the same with the demo's 3-tap temporal blur over the neighbouring steps
         (what `Grounding.smoothed()` gives at that step); the renderer shows these by default.
     times: [T] centres of every audio step; audio: the encoded soundtrack (features [1, T, C], waveform), so a
@@ -112,18 +116,29 @@ class VideoGrounding:
     def __repr__(self) -> str:
         f, _k, h, w = self.frame_maps.shape
         s = self.source
+        silent = f", {self.frames_without_sound} outside the sound track (no map)" if self.frames_without_sound else ""
         return (
-            f"VideoGrounding(heads={self.head_names}, frames={f} of {s.frame_count} at {self.fps:.3g} fps, "
-            f"grid={h}x{w}, video={s.width}x{s.height} {s.duration:.2f} s, audio steps={len(self.times)})"
+            f"VideoGrounding(heads={self.head_names}, frames={f} of {s.frame_count} at {self.fps:.3g} fps{silent}, "
+            f"grid={h}x{w}, video={s.width}x{s.height} {s.duration:.2f} s, audio={self.audio_duration:.2f} s in "
+            f"{len(self.times)} steps)"
         )
 
     @property
     def num_frames(self) -> int:
-        return self.frame_maps.shape[0]
+        return int(self.frame_maps.shape[0])
 
     @property
     def num_heads(self) -> int:
-        return self.frame_maps.shape[1]
+        return int(self.frame_maps.shape[1])
+
+    @property
+    def has_sound(self) -> torch.Tensor:
+        """[F] bool: True where the sampled frame lies within the sound track (and so has a map)."""
+        return self.frame_steps >= 0
+
+    @property
+    def frames_without_sound(self) -> int:
+        return int((~self.has_sound).sum())
 
     @property
     def waveform(self) -> torch.Tensor | None:
@@ -135,18 +150,21 @@ class VideoGrounding:
         return self.audio.duration
 
     def maps(self, smooth: bool = True) -> torch.Tensor:
-        """[F, K, h, w]: `smoothed_maps` or the raw `frame_maps`."""
+        """[F, K, h, w]: `smoothed_maps` or the raw `frame_maps` (NaN for frames without sound)."""
         return self.smoothed_maps if smooth else self.frame_maps
 
     def frame_at(self, seconds: float) -> int:
         """Index of the sampled frame nearest to `seconds` (audio clock)."""
         return int(torch.argmin((self.frame_times - seconds).abs()))
 
-    def upsampled(self, index: int, *, smooth: bool = True, mode: str = "bilinear") -> torch.Tensor:
-        """[K, H, W]: one sampled frame's maps on the video's (displayed) pixel grid."""
+    def _check_index(self, index: int) -> int:
         if not -self.num_frames <= index < self.num_frames:
             raise IndexError(f"frame {index} out of range for {self.num_frames} sampled frame(s)")
-        return maps_to_original(self.maps(smooth)[index], self.geometry, mode=mode)
+        return index % self.num_frames
+
+    def upsampled(self, index: int, *, smooth: bool = True, mode: str = "bilinear") -> torch.Tensor:
+        """[K, H, W]: one sampled frame's maps on the video's (displayed) pixel grid (NaN without sound)."""
+        return maps_to_original(self.maps(smooth)[self._check_index(index)], self.geometry, mode=mode)
 
     def frame_grounding(self, index: int, model: ModelLike) -> Grounding:
         """The full time-resolved `Grounding` of one sampled frame against the whole soundtrack.
@@ -154,48 +172,28 @@ class VideoGrounding:
         Re-decodes that frame from `source.path` (so the file must still be there) and re-encodes it with
         `model` (the one used for `ground_video`); the audio features are reused.
         """
-        if not -self.num_frames <= index < self.num_frames:
-            raise IndexError(f"frame {index} out of range for {self.num_frames} sampled frame(s)")
-        target = int(self.frame_indices[index])
-        net = get_model(model)
-        for i, _, rgb in iter_display_frames(self.source.path, want=lambda i, t: i == target):
-            if i == target and rgb is not None:
-                # The short side after resizing equals image_size (or the native one when image_size was None,
-                # where resizing to it is the identity), so this reproduces ground_video's preprocessing.
-                pixels, geometry = preprocess_image(
-                    rgb, image_size=min(self.geometry.resized_size), patch_size=net.config.image_encoder.patch_size
-                )
-                with torch.inference_mode():
-                    feats = net.encode_image(pixels[None])
-                return similarity(EncodedImage(feats, geometry, net, rgb), self.audio, model=net)
-        raise InputError(
-            f"frame {target} could not be decoded again from {self.source.path!r}; has the file changed since "
-            "ground_video ran?"
-        )
+        rgb = decode_frame(self.source.path, int(self.frame_indices[self._check_index(index)]))
+        # The short side after resizing equals image_size (or the native one when image_size was None, where
+        # resizing to it is the identity), so this reproduces ground_video's preprocessing.
+        result = ground(rgb, self.audio, model=model, image_size=min(self.geometry.resized_size))
+        if not isinstance(result, Grounding):
+            raise AssertionError("internal: one image and one clip give one Grounding")
+        return result
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly summary: source, sampling, and per frame the peak of each head in video pixels."""
+        """A JSON-friendly summary: source, sampling, and per frame the peak of each head in video pixels
+        (`step` and `peak` are null for frames outside the sound track)."""
         s = self.source
         h, w = self.frame_maps.shape[-2:]
-        hr, wr = self.geometry.resized_size
-        flat = self.frame_maps.flatten(2)  # [F, K, h*w]
-        values, where = flat.max(dim=2)
         frames = []
         for f in range(self.num_frames):
-            peaks = {}
-            for k, name in enumerate(self.head_names):
-                gy, gx = divmod(int(where[f, k]), w)
-                peaks[name] = {
-                    "x": round((gx * 8 + 4) * s.width / wr, 1),
-                    "y": round((gy * 8 + 4) * s.height / hr, 1),
-                    "value": float(values[f, k]),
-                }
+            sounded = bool(self.has_sound[f])
             frames.append(
                 {
                     "time": round(float(self.frame_times[f]), 4),
                     "index": int(self.frame_indices[f]),
-                    "step": int(self.frame_steps[f]),
-                    "peak": peaks,
+                    "step": int(self.frame_steps[f]) if sounded else None,
+                    "peak": peak_locations(self.frame_maps[f], self.head_names, self.geometry) if sounded else None,
                 }
             )
         return {
@@ -211,120 +209,13 @@ class VideoGrounding:
             },
             "sampled_fps": self.fps,
             "audio_seconds": round(self.audio.duration, 4),
+            "frames_without_sound": self.frames_without_sound,
             "grid": {"height": h, "width": w},
             "frames": frames,
         }
 
 
-# ----------------------------------------------------------------------------------------------- decoding
-
-
-def _check_path(path: str | os.PathLike) -> Path:
-    p = Path(os.fspath(path))
-    if not p.exists():
-        raise VideoFileNotFoundError(f"video file not found: {str(p)!r}; check the path")
-    if p.is_dir():
-        raise InputError(f"{str(p)!r} is a directory, not a video file; pass the path of a video inside it")
-    return p
-
-
-def _open(p: Path) -> av.container.InputContainer:
-    try:
-        return av.open(str(p), mode="r")
-    except av.error.FFmpegError as e:
-        raise InputError(
-            f"could not open {str(p)!r} as a video: {getattr(e, 'strerror', None) or e}; pass an MP4, MOV, MKV, "
-            "WebM or another file FFmpeg reads"
-        ) from e
-
-
-def _seconds(value: int | None, time_base: Any) -> float | None:
-    return None if value is None or time_base is None else float(value * time_base)
-
-
-def _rotate(rgb: np.ndarray, rotation: int) -> np.ndarray:
-    """Apply the display matrix's counter-clockwise rotation (multiples of 90 degrees)."""
-    k = round(rotation / 90) % 4
-    return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
-
-
-def iter_display_frames(
-    path: str | os.PathLike,
-    *,
-    want: Callable[[int, float], bool] | None = None,
-    size: tuple[int, int] | None = None,
-) -> Iterator[tuple[int, float, torch.Tensor | None]]:
-    """Stream a video's frames: (index, seconds on the audio clock, RGB uint8 [3, H, W] or None).
-
-    want(index, seconds) -> bool says which frames to convert to RGB (None: all); the others are decoded (the
-    codec needs them) but yield None, which keeps skipping cheap. size=(height, width) scales the displayed
-    frame with FFmpeg's swscale (bicubic) while converting. Rotation metadata is applied.
-    """
-    p = _check_path(path)
-    with _open(p) as container:
-        if not container.streams.video:
-            raise InputError(f"{str(p)!r} has no video track; pass a video file")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame/slice threads: decoding is a large part of a long run
-        audio_start = 0.0
-        if container.streams.audio:
-            a = container.streams.audio[0]
-            audio_start = _seconds(a.start_time, a.time_base) or 0.0
-        index = 0
-        try:
-            for frame in container.decode(stream):
-                t = (frame.time if frame.time is not None else index / float(stream.average_rate or 25)) - audio_start
-                if want is not None and not want(index, t):
-                    yield index, t, None
-                    index += 1
-                    continue
-                rotation = int(frame.rotation or 0)
-                quarter = round(rotation / 90) % 2 == 1
-                if size is not None:
-                    h, w = size
-                    sw, sh = (h, w) if quarter else (w, h)  # the stored frame is unrotated
-                    rgb = frame.to_ndarray(format="rgb24", width=sw, height=sh, interpolation="BICUBIC")
-                else:
-                    rgb = frame.to_ndarray(format="rgb24")
-                rgb = _rotate(rgb, rotation)
-                yield index, t, torch.from_numpy(rgb).permute(2, 0, 1)
-                index += 1
-        except av.error.FFmpegError as e:
-            raise InputError(
-                f"could not decode the video frames of {str(p)!r} (failed after {index} frames): "
-                f"{getattr(e, 'strerror', None) or e}; the file may be truncated or corrupt"
-            ) from e
-
-
-def _probe(p: Path) -> dict[str, Any]:
-    """Stream facts needed before decoding: presence of tracks, rates, duration, start times."""
-    with _open(p) as c:
-        if not c.streams.video:
-            raise InputError(
-                f"{str(p)!r} has no video track; ground_video needs a video with sound (for a still image and a "
-                "sound file use denseav.ground)"
-            )
-        if not c.streams.audio:
-            raise InputError(
-                f"{str(p)!r} has no audio track; DenseAV finds what a sound refers to, so the video needs sound. "
-                "Add one (e.g. `ffmpeg -i video.mp4 -i sound.wav -c:v copy -shortest out.mp4`) or use "
-                "denseav.ground(frame, sound_file)"
-            )
-        v, a = c.streams.video[0], c.streams.audio[0]
-        rate = float(v.average_rate or v.guessed_rate or 0) or None
-        duration = _seconds(v.duration, v.time_base)
-        if not duration and c.duration:
-            duration = c.duration / 1_000_000
-        return {
-            "fps": rate,
-            "duration": duration,
-            "frames": int(v.frames or 0),
-            "video_start": _seconds(v.start_time, v.time_base) or 0.0,
-            "audio_start": _seconds(a.start_time, a.time_base) or 0.0,
-        }
-
-
-# ------------------------------------------------------------------------------------------------ frames
+# ------------------------------------------------------------------------------------------------ sampling
 
 
 def _sampling_rate(
@@ -344,26 +235,158 @@ def _sampling_rate(
     return rate
 
 
-def _frame_similarity(
-    net: DenseAV, image_feats: Any, audio: EncodedAudio, steps: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Raw and 3-tap-smoothed maps [B, K, N] of each frame with its own audio step (and that step's neighbours)."""
+class FrameSampler:
+    """Decides which decoded frames are analysed: the first frame in each 1/rate-second bin (counted from the
+    first frame), at most `max_frames` of them. Called as want(index, seconds) by `iter_display_frames`."""
+
+    def __init__(self, rate: float, source_fps: float | None, max_frames: int | None):
+        self.rate = rate
+        self.max_frames = max_frames
+        # Half a source frame of slack, in units of sampling periods, so frames exactly on the grid are kept.
+        self._slack = 0.5 * rate / source_fps if source_fps else 0.0
+        self._last_bin = -1
+        self.first_time: float | None = None
+        self.kept = 0
+
+    def __call__(self, index: int, seconds: float) -> bool:
+        if self.first_time is None:
+            self.first_time = seconds
+        if self.max_frames is not None and self.kept >= self.max_frames:
+            return False
+        b = math.floor((seconds - self.first_time) * self.rate + self._slack)
+        if b <= self._last_bin:
+            return False
+        self._last_bin = b
+        self.kept += 1
+        return True
+
+
+# ------------------------------------------------------------------------------------------------ encoding
+
+
+def _step_similarity(net: DenseAV, image_feats: Any, audio: EncodedAudio, steps: torch.Tensor) -> torch.Tensor:
+    """[B, K, 3, h, w]: each frame against its own audio step and that step's two neighbours (edges repeated)."""
     total = audio.features.features.shape[1]
     idx = torch.stack([(steps - 1).clamp(min=0), steps, (steps + 1).clamp(max=total - 1)], dim=1)  # [B, 3]
     idx = idx.to(audio.features.features.device)
-    feats = audio.features.features[0][idx]  # [B, 3, C]
-    mask = audio.features.mask[0][idx]
-    b = feats.shape[0]
+    b = idx.shape[0]
     cls = None if audio.features.cls is None else audio.features.cls.expand(b, -1)
-    # Only the 3 steps each frame needs: the full [B, K, T, N] volume would be huge for long videos.
-    sims = net.similarity(image_feats.features, feats, audio_mask=mask, image_cls=image_feats.cls, audio_cls=cls)
-    sims = sims.float().cpu()  # [B, K, 3, N]
-    smoothed = (sims * _TAPS.view(1, 1, 3, 1)).sum(dim=2)
-    return sims[:, :, 1], smoothed
+    # Only the 3 steps each frame needs: the full [B, K, T, h, w] volume would be huge for long videos.
+    three = AudioFeatures(audio.features.features[0][idx], cls, audio.features.mask[0][idx])
+    return net(image_feats, three).float().cpu()
+
+
+class _FrameMaps:
+    """Collects the analysed frames: preprocesses each, runs the sounded ones through the model in batches, and
+    keeps only their maps on the patch grid (NaN for frames outside the sound track)."""
+
+    def __init__(self, net: DenseAV, audio: EncodedAudio, batch_size: int, image_size: int | None, bar: Progress):
+        self.net, self.audio, self.batch_size, self.image_size, self.bar = net, audio, batch_size, image_size, bar
+        self.geometry: ImageGeometry | None = None
+        self.times: list[float] = []
+        self.indices: list[int] = []
+        self.steps: list[int] = []
+        self._raw: list[torch.Tensor] = []  # per frame [K, h, w]
+        self._smooth: list[torch.Tensor] = []
+        self._batch: list[tuple[int, torch.Tensor]] = []  # (position among kept frames, pixels)
+        self._step_times = audio.times.double()
+
+    def _step_of(self, seconds: float) -> int:
+        if not within_sound(seconds, self.audio.duration):
+            return -1
+        return int(torch.argmin((self._step_times - seconds).abs()))
+
+    def add(self, path: Path, index: int, seconds: float, rgb: torch.Tensor) -> None:
+        pixels, g = preprocess_image(
+            rgb, image_size=self.image_size, patch_size=self.net.config.image_encoder.patch_size
+        )
+        if self.geometry is None:
+            self.geometry = g
+        elif g != self.geometry:
+            h0, w0 = self.geometry.original_size
+            raise InputError(
+                f"the frame size of {str(path)!r} changes mid-stream (frame {index} is {g.original_size[1]}x"
+                f"{g.original_size[0]}, the first was {w0}x{h0}); re-encode it to one size first"
+            )
+        self.times.append(seconds)
+        self.indices.append(index)
+        self.steps.append(self._step_of(seconds))
+        nan = torch.full((len(self.net.head_names), *g.grid_size), torch.nan)
+        self._raw.append(nan)
+        self._smooth.append(nan)
+        if self.steps[-1] >= 0:
+            self._batch.append((len(self.steps) - 1, pixels))
+            if len(self._batch) >= self.batch_size:
+                self.flush()
+        else:
+            self.bar.update(1)
+
+    def flush(self) -> None:
+        if not self._batch:
+            return
+        positions = [p for p, _ in self._batch]
+        with torch.inference_mode():
+            feats = self.net.encode_image(torch.stack([px for _, px in self._batch]))
+            sims = _step_similarity(self.net, feats, self.audio, torch.tensor([self.steps[p] for p in positions]))
+        # Blurring the 3 steps [s-1, s, s+1] (edges repeated) and keeping the middle is the clip's blur at s.
+        smooth = temporal_blur(sims, dim=2)[:, :, 1]
+        for j, p in enumerate(positions):
+            self._raw[p], self._smooth[p] = sims[j, :, 1], smooth[j]
+        self.bar.update(len(positions))
+        self._batch.clear()
+
+    def finish(self, path: Path) -> tuple[ImageGeometry, torch.Tensor, torch.Tensor]:
+        """(geometry, raw maps [F, K, h, w], smoothed maps) of every analysed frame."""
+        self.flush()
+        if self.geometry is None:
+            raise InputError(f"{str(path)!r} contains no decodable video frames; the file may be truncated or corrupt")
+        return self.geometry, torch.stack(self._raw), torch.stack(self._smooth)
+
+
+# ----------------------------------------------------------------------------------------------- grounding
+
+
+def _check_tracks(p: Path, info: MediaProbe) -> None:
+    if not info.has_video:
+        raise InputError(
+            f"{str(p)!r} has no video track; ground_video needs a video with sound (for a still image and a "
+            "sound file use denseav.ground)"
+        )
+    if not info.has_audio:
+        raise InputError(
+            f"{str(p)!r} has no audio track; DenseAV finds what a sound refers to, so the video needs sound. "
+            "Add one (e.g. `ffmpeg -i video.mp4 -i sound.wav -c:v copy -shortest out.mp4`) or use "
+            "denseav.ground(frame, sound_file)"
+        )
+
+
+def _check_counts(batch_size: object, max_frames: object) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}; e.g. batch_size=8")
+    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames <= 0):
+        raise InputError(f"max_frames must be a positive integer or None (no cap), got {max_frames!r}")
+
+
+def _source_info(
+    p: Path, info: MediaProbe, size: tuple[int, int], frames: int, span: float, duration: float
+) -> VideoInfo:
+    """The source's properties once every frame was decoded: `span` seconds from the first frame to the last."""
+    source_fps = info.fps or (frames / duration if duration else 0.0)
+    return VideoInfo(
+        path=str(p),
+        width=size[1],
+        height=size[0],
+        fps=float(source_fps),
+        frame_count=frames,
+        duration=span + (1.0 / source_fps if source_fps else 0.0),
+        rotation=info.rotation,
+        video_start=info.video_start,
+        audio_start=info.audio_start,
+    )
 
 
 def ground_video(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     *,
     model: ModelLike = DEFAULT_MODEL,
     fps: float | None = None,
@@ -383,117 +406,44 @@ def ground_video(
         600; longer videos are sampled evenly); None = no cap. See the module docstring for timings.
     batch_size: frames per image-encoder call (memory vs speed).
     image_size, normalize_audio, channel, device, dtype: as in `denseav.ground`.
-    progress: tqdm progress bars on stderr.
+    progress: progress on stderr (a bar on a terminal, a line now and then in a log).
+    Frames outside the sound track get no map (see the module docstring).
 
     Raises InputError for missing or unreadable files, a video without an audio (or video) track, an empty or
     too short soundtrack, or bad arguments.
     """
-    p = _check_path(path)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}; e.g. batch_size=8")
-    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames <= 0):
-        raise InputError(f"max_frames must be a positive integer or None (no cap), got {max_frames!r}")
-    info = _probe(p)
+    p = check_input_file(path, "video")
+    _check_counts(batch_size, max_frames)
+    info = probe_media(p)
+    _check_tracks(p, info)
     net = get_model(model, device=device, dtype=dtype)
-    size = net.config.image_encoder.training_size if image_size == "model" else image_size
-
     # The whole soundtrack, decoded and encoded once, exactly as `ground` encodes a sound file.
     audio = encode_audio(p, model=net, normalize=normalize_audio, channel=channel)
-    step_times = audio.times.double()
-    duration = info["duration"] or audio.duration
-    rate = _sampling_rate(fps, info["fps"], duration, max_frames)
-    # Half a source frame of slack, in units of sampling periods, so frames exactly on the grid are kept.
-    slack = 0.5 * rate / info["fps"] if info["fps"] else 0.0
-    expected = max(1, math.ceil(duration * rate))
-    if max_frames is not None:
-        expected = min(expected, max_frames)
-
-    kept_times: list[float] = []
-    kept_indices: list[int] = []
-    kept_steps: list[int] = []
-    raw_maps: list[torch.Tensor] = []
-    smooth_maps: list[torch.Tensor] = []
-    geometry: ImageGeometry | None = None
-    batch: list[torch.Tensor] = []
-    batch_steps: list[int] = []
-    state = {"last_bin": -1, "first": None, "count": 0}
-
-    def want(index: int, t: float) -> bool:
-        if state["first"] is None:
-            state["first"] = t
-        if max_frames is not None and state["count"] >= max_frames:
-            return False
-        b = math.floor((t - state["first"]) * rate + slack)
-        if b > state["last_bin"]:
-            state["last_bin"] = b
-            state["count"] += 1
-            return True
-        return False
-
-    def flush() -> None:
-        if not batch:
-            return
-        with torch.inference_mode():
-            feats = net.encode_image(torch.stack(batch))
-            raw, smooth = _frame_similarity(net, feats, audio, torch.tensor(batch_steps))
-        h, w = feats.grid
-        raw_maps.append(raw.unflatten(-1, (h, w)))
-        smooth_maps.append(smooth.unflatten(-1, (h, w)))
-        bar.update(len(batch))
-        batch.clear()
-        batch_steps.clear()
-
-    count = 0
-    last_time = 0.0
-    bar = tqdm(total=expected, desc="encoding frames", unit="frame", disable=not progress)
+    if not isinstance(audio, EncodedAudio):
+        raise AssertionError("internal: one clip gives one EncodedAudio")
+    duration = info.duration or audio.duration
+    rate = _sampling_rate(fps, info.fps, duration, max_frames)
+    sampler = FrameSampler(rate, info.fps, max_frames)
+    expected = min(max(1, math.ceil(duration * rate)), max_frames or math.inf)
+    count, last_time = 0, 0.0
+    size = net.config.image_encoder.training_size if image_size == "model" else image_size
+    bar = progress_reporter(int(expected), "encoding frames", "frame", enabled=progress)
     try:
-        for index, t, rgb in iter_display_frames(p, want=want):
-            count, last_time = index + 1, t
-            if rgb is None:
-                continue
-            pixels, g = preprocess_image(rgb, image_size=size, patch_size=net.config.image_encoder.patch_size)
-            if geometry is None:
-                geometry = g
-            elif g != geometry:
-                raise InputError(
-                    f"the frame size of {str(p)!r} changes mid-stream (frame {index} is "
-                    f"{g.original_size[1]}x{g.original_size[0]}, the first was "
-                    f"{geometry.original_size[1]}x{geometry.original_size[0]}); re-encode it to one size first"
-                )
-            step = int(torch.argmin((step_times - t).abs()))
-            kept_times.append(t)
-            kept_indices.append(index)
-            kept_steps.append(step)
-            batch.append(pixels)
-            batch_steps.append(step)
-            if len(batch) >= batch_size:
-                flush()
-        flush()
+        frames = _FrameMaps(net, audio, batch_size, size, bar)
+        for frame in iter_display_frames(p, want=sampler):
+            count, last_time = frame.index + 1, frame.time
+            if frame.rgb is not None:
+                frames.add(p, frame.index, frame.time, frame.rgb)
+        geometry, raw, smooth = frames.finish(p)
     finally:
         bar.close()
-    if geometry is None:
-        raise InputError(f"{str(p)!r} contains no decodable video frames; the file may be truncated or corrupt")
-
-    source_fps = info["fps"] or (count / duration if duration else 0.0)
-    first = state["first"] or 0.0
-    h0, w0 = geometry.original_size
-    source = VideoInfo(
-        path=str(p),
-        width=w0,
-        height=h0,
-        fps=float(source_fps),
-        frame_count=count,
-        duration=(last_time - first) + (1.0 / source_fps if source_fps else 0.0),
-        rotation=_first_rotation(p),
-        video_start=info["video_start"],
-        audio_start=info["audio_start"],
-    )
+    source = _source_info(p, info, geometry.original_size, count, last_time - (sampler.first_time or 0.0), duration)
     return VideoGrounding(
-        frame_times=torch.tensor(kept_times, dtype=torch.float64),
-        frame_indices=torch.tensor(kept_indices, dtype=torch.int64),
-        frame_steps=torch.tensor(kept_steps, dtype=torch.int64),
-        frame_maps=torch.cat(raw_maps),
-        smoothed_maps=torch.cat(smooth_maps),
+        frame_times=torch.tensor(frames.times, dtype=torch.float64),
+        frame_indices=torch.tensor(frames.indices, dtype=torch.int64),
+        frame_steps=torch.tensor(frames.steps, dtype=torch.int64),
+        frame_maps=raw,
+        smoothed_maps=smooth,
         head_names=net.head_names,
         times=audio.times,
         geometry=geometry,
@@ -501,11 +451,3 @@ def ground_video(
         source=source,
         audio=audio,
     )
-
-
-def _first_rotation(p: Path) -> int:
-    """The display rotation of the first frame (for VideoInfo; frames themselves are rotated as decoded)."""
-    with _open(p) as c:
-        for frame in c.decode(c.streams.video[0]):
-            return int(frame.rotation or 0)
-    return 0

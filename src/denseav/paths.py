@@ -1,4 +1,4 @@
-"""Checks on output paths, made before any work so that a bad path costs nothing."""
+"""Checks on the paths a call reads and writes, made before any work so that a bad path costs nothing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,18 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import OutputError
+from .errors import InputError, InputFileNotFoundError, OutputError
+
+
+def check_input_file(path: str | os.PathLike[str], what: str) -> Path:
+    """The path as a `Path` after checking it names an existing file (InputFileNotFoundError otherwise)."""
+    p = Path(os.fspath(path))
+    if not p.exists():
+        where = "" if p.is_absolute() else f" (relative paths start at {os.getcwd()})"
+        raise InputFileNotFoundError(f"{what} file not found: {str(p)!r}; check the path{where}")
+    if p.is_dir():
+        raise InputError(f"{str(p)!r} is a directory, not a file ({what} expected); pass the path of a file inside it")
+    return p
 
 
 def check_output_path(
