@@ -155,6 +155,8 @@ def cell_command(cell: str, args: argparse.Namespace, result: Path) -> list[str]
 
 
 def measure(args: argparse.Namespace) -> dict:
+    """Every cell once per round, in order; the records so far are saved after each process (a run that is
+    interrupted keeps what it measured, in --out with "complete": false)."""
     cells = ["reference", *args.dtypes]
     records: dict[str, list[dict]] = {c: [] for c in cells}
     with tempfile.TemporaryDirectory() as tmp:
@@ -165,6 +167,7 @@ def measure(args: argparse.Namespace) -> dict:
                 shown = f"{statistics.median(rec['runs_s']):.2f} s" if rec["ok"] else rec["error"]
                 print(f"round {r + 1}/{args.rounds} {cell}: {shown}", file=sys.stderr, flush=True)
                 records[cell].append(rec)
+                args.out.write_text(json.dumps({"complete": False, "records": records}))
     return records
 
 
@@ -261,14 +264,23 @@ def main(argv: list[str] | None = None) -> int:
     ensure_weights(args.weights_dir)
     command = "python benchmarks/bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
     info = machine_info()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     records = measure(args)
     summary = summarise(records)
     ref_torch = next((r.get("torch") for r in records["reference"] if r["ok"]), None)
     md = table(summary, info, ref_torch, command.strip(), args.audio_seconds)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
-        json.dumps({"started": started, "machine": info, "command": command, "summary": summary, "records": records})
+        json.dumps(
+            {
+                "complete": True,
+                "started": started,
+                "machine": info,
+                "command": command,
+                "summary": summary,
+                "records": records,
+            }
+        )
     )
     print(md)
     return 0
