@@ -79,6 +79,29 @@ def flags_text(info: dict) -> str:
     return f"has {', '.join(on) or 'none'}; lacks {', '.join(off) or 'none'}"
 
 
+# The machine's float matmul rate (benchmarks/corpus_score.py compares against it).
+def _matmul_peak(dtype, n: int, reps: int) -> dict:
+    import torch
+
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    for _ in range(2):
+        a @ b
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    return {
+        "n": n,
+        "reps": reps,
+        "median_s": med,
+        "gflops": 2 * n**3 / med / 1e9,
+        "best_gflops": 2 * n**3 / min(times) / 1e9,
+    }
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # the denseav worker (a fresh process per cell and round)
 # ----------------------------------------------------------------------------------------------------------------

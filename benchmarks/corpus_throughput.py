@@ -3,7 +3,7 @@
 
     python benchmarks/corpus_throughput.py [--images 16] [--clips 2] [--clip-seconds 20] [--dtypes float32,bfloat16]
 
-Uses the FULL-SIZE published architecture with random weights (written once by benchmarks/bench.py's generator
+Uses the FULL-SIZE published architecture with random weights (written once by benchmarks/fullsize.py's generator
 into --weights-dir). The plain loop encodes each image file and each sound window (the same 10 s / 5 s hop
 windows the index cuts) one call at a time; `denseav.index` additionally hashes files, decodes in a thread,
 and writes Parquet shards. Overhead = index time / loop time - 1 (target <= 10%). Prints one line per dtype.
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from PIL import Image
 
 from _media import write_wav
-from bench import _header_for, fixtures_root, generate_weights, weights_complete
+from fullsize import _header_for, fixtures_root, generate_weights, weights_complete
 
 REPO = Path(__file__).resolve().parents[1]
 
