@@ -442,7 +442,34 @@ def prepare_audio(
         InputError: empty audio, NaN/inf samples, a missing or bad ``sample_rate``, an unreadable layout, dtype
             or channel, or any decoding problem (:func:`decode_audio`).
     """
-    source: torch.Tensor | None = None
+    x, rate, what = _load_channels(audio, sample_rate)
+    _check_finite(x)
+    mono = _select_channel(x, channel)
+    silent = bool(mono.max() == mono.min())
+    if silent:
+        _warn_silence(x, mono, channel, what)
+    source = audio if isinstance(audio, torch.Tensor) else None
+    out = resample(mono, rate, SAMPLE_RATE)
+    if normalize:
+        # Silence normalises to exactly zero (not to float noise from mean rounding, nor resampling edge ripple).
+        if silent:
+            out = torch.zeros_like(out)
+        elif out is mono or _shares_memory(out, source):
+            out = normalize_waveform(out)  # never modify the caller's data
+        else:
+            out = normalize_waveform_(out)  # in place: no extra copies of a long clip
+    out = out.contiguous()
+    if _shares_memory(out, source):
+        out = out.clone()  # never hand back a view of the caller's tensor
+    return out
+
+
+def _shares_memory(x: torch.Tensor, source: torch.Tensor | None) -> bool:
+    return source is not None and x.untyped_storage().data_ptr() == source.untyped_storage().data_ptr()
+
+
+def _load_channels(audio: AudioLike, sample_rate: int | None) -> tuple[torch.Tensor, int, str]:
+    """(float32 [channels, samples], its rate, how messages name it) from a file or an array."""
     if isinstance(audio, (str, os.PathLike)):
         wav, file_rate = decode_audio(audio)
         if sample_rate is not None and _check_rate(sample_rate, "sample_rate") != file_rate:
@@ -450,26 +477,21 @@ def prepare_audio(
                 f"sample_rate={sample_rate} was passed with a file whose audio is {file_rate} Hz; "
                 "leave sample_rate out for files (their own rate is used)"
             )
-        rate = file_rate
-        x = wav
-        what = f"{os.fspath(audio)!r}"
-    else:
-        x = _array_to_float32(audio)  # checks the type first: an open file is not "an array without a rate"
-        if sample_rate is None:
-            raise InputError(
-                "sample_rate is required with an array (the rate it was recorded or decoded at); "
-                "pass e.g. sample_rate=44100"
-            )
-        rate = _check_rate(sample_rate, "sample_rate")
-        if torch.is_tensor(audio):
-            source = audio
-        if x.numel() == 0:
-            raise InputError(f"audio is empty (shape {tuple(x.shape)}); pass at least one sample")
-        x = _to_channels_first(x)
-        what = "the audio"
+        return wav, file_rate, f"{os.fspath(audio)!r}"
+    x = _array_to_float32(audio)  # checks the type first: an open file is not "an array without a rate"
+    if sample_rate is None:
+        raise InputError(
+            "sample_rate is required with an array (the rate it was recorded or decoded at); "
+            "pass e.g. sample_rate=44100"
+        )
+    rate = _check_rate(sample_rate, "sample_rate")
+    if x.numel() == 0:
+        raise InputError(f"audio is empty (shape {tuple(x.shape)}); pass at least one sample")
+    return _to_channels_first(x), rate, "the audio"
 
-    bad = ~torch.isfinite(x)
-    n_bad = int(bad.sum())
+
+def _check_finite(x: torch.Tensor) -> None:
+    n_bad = int((~torch.isfinite(x)).sum())
     if n_bad:
         n_nan = int(torch.isnan(x).sum())
         raise InputError(
@@ -477,34 +499,17 @@ def prepare_audio(
             "clean the signal (e.g. numpy.nan_to_num or drop the broken segment) before passing it"
         )
 
-    mono = _select_channel(x, channel)
-    silent = bool(mono.max() == mono.min())
-    if silent:
-        hint = ""
-        if x.shape[0] > 1 and not bool((x == x.flatten()[0]).all()):
-            if channel == "mix":
-                hint = " (the channels cancel out when mixed; try channel='first' or a channel index)"
-            else:
-                hint = f" (other channels are not; channel={channel!r} picked a silent one, try channel='mix')"
-        warnings.warn(
-            f"{what} is digital silence (every sample equals {float(mono[0]):g}){hint}; "
-            "grounding silence gives meaningless heatmaps",
-            UserWarning,
-            stacklevel=2,
-        )
 
-    out = resample(mono, rate, SAMPLE_RATE)
-    if normalize:
-        # Silence normalises to exactly zero (not to float noise from mean rounding, nor resampling edge ripple).
-        if silent:
-            out = torch.zeros_like(out)
-        elif out is mono or (
-            source is not None and out.untyped_storage().data_ptr() == source.untyped_storage().data_ptr()
-        ):
-            out = normalize_waveform(out)  # never modify the caller's data
+def _warn_silence(x: torch.Tensor, mono: torch.Tensor, channel: str | int, what: str) -> None:
+    hint = ""
+    if x.shape[0] > 1 and not bool((x == x.flatten()[0]).all()):
+        if channel == "mix":
+            hint = " (the channels cancel out when mixed; try channel='first' or a channel index)"
         else:
-            out = normalize_waveform_(out)  # in place: no extra copies of a long clip
-    out = out.contiguous()
-    if source is not None and out.untyped_storage().data_ptr() == source.untyped_storage().data_ptr():
-        out = out.clone()  # never hand back a view of the caller's tensor
-    return out
+            hint = f" (other channels are not; channel={channel!r} picked a silent one, try channel='mix')"
+    warnings.warn(
+        f"{what} is digital silence (every sample equals {float(mono[0]):g}){hint}; "
+        "grounding silence gives meaningless heatmaps",
+        UserWarning,
+        stacklevel=3,
+    )
