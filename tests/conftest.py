@@ -7,6 +7,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # Never touch the network from tests, and never read or write the developer's own Hugging Face cache: every run
 # gets an empty one of its own (tests that need a cache lay one out themselves).
@@ -19,6 +20,27 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 # The helpers (_fixtures, _media) sit beside the tests.
 sys.path.insert(0, str(Path(__file__).parent))
+
+import pytest  # noqa: E402  (after the environment above is set)
+
+from _fixtures import PARITY_DIRS  # noqa: E402
+
+if TYPE_CHECKING:
+    from denseav import DenseAV
+
+
+@pytest.fixture(scope="module", params=PARITY_DIRS, ids=lambda p: p.name)
+def fixture_dir(request: pytest.FixtureRequest) -> Path:
+    """Each fixture model folder in turn (modules that use `model` run once per fixture model)."""
+    return Path(request.param)
+
+
+@pytest.fixture(scope="module")
+def model(fixture_dir: Path) -> DenseAV:
+    """The fixture model of `fixture_dir`, loaded once per module (modules may define their own `model`)."""
+    import denseav
+
+    return denseav.load(fixture_dir, device="cpu")
 
 
 def pytest_sessionfinish(session: object, exitstatus: int) -> None:

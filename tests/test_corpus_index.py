@@ -19,16 +19,6 @@ from denseav.errors import InputError, OutputError
 pytestmark = pytest.mark.skipif(not PARITY_DIRS, reason="no parity fixtures found (see tests/_fixtures.py)")
 
 
-@pytest.fixture(scope="module", params=PARITY_DIRS, ids=lambda p: p.name)
-def fixture_dir(request):
-    return request.param
-
-
-@pytest.fixture(scope="module")
-def model(fixture_dir):
-    return denseav.load(fixture_dir, device="cpu")
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return make_corpus(tmp_path_factory.mktemp("corpus"))

@@ -17,11 +17,6 @@ from denseav.errors import InputError
 pytestmark = pytest.mark.skipif(not PARITY_DIRS, reason="no parity fixtures found (see tests/_fixtures.py)")
 
 
-@pytest.fixture(scope="module", params=PARITY_DIRS, ids=lambda p: p.name)
-def model(request):
-    return denseav.load(request.param, device="cpu")
-
-
 @pytest.fixture(scope="module")
 def media(tmp_path_factory):
     root = tmp_path_factory.mktemp("media")

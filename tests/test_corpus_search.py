@@ -17,16 +17,6 @@ from denseav.errors import InputError
 pytestmark = pytest.mark.skipif(not PARITY_DIRS, reason="no parity fixtures found (see tests/_fixtures.py)")
 
 
-@pytest.fixture(scope="module", params=PARITY_DIRS, ids=lambda p: p.name)
-def fixture_dir(request):
-    return request.param
-
-
-@pytest.fixture(scope="module")
-def model(fixture_dir):
-    return denseav.load(fixture_dir, device="cpu")
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, model):
     root = tmp_path_factory.mktemp("search")
