@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..heap import release_free_memory
 from .layers import Linear
 from .transformer import Block
 
@@ -214,5 +215,12 @@ class AudioEncoder(nn.Module):
             total = torch.cat([total, total.new_zeros(grow, 1)])
             acc[:, s - done :] += y * w
             total[s - done :] += w
-            yield acc[:, : end - done] / total[: end - done]
-            acc, total, done = acc[:, end - done :], total[end - done :], end
+            del y  # nothing window-sized may outlive its window (see below)
+            finished = acc[:, : end - done] / total[: end - done]
+            acc, total, done = acc[:, end - done :].clone(), total[end - done :].clone(), end
+            yield finished
+            # The consumer has reduced the piece. While the next window is encoded only the overlap tail (cloned,
+            # so its window-sized base is freed) stays, and the freed heap pages go back to the OS: without both,
+            # blocks that outlive a window fragment the heap and the process grew by ~10 MB a window (heap.py).
+            del finished
+            release_free_memory()
