@@ -96,7 +96,7 @@ def index(
     address: str | None = None,
     workers: int | None = None,
     strict: bool = False,
-    progress: bool = True,
+    progress: bool | str = True,
 ) -> IndexSummary:
     """Encode `sources` (folders, globs, manifests, files, or `expand_sources` entries) into the feature store `out`; returns a summary.
 
@@ -106,7 +106,7 @@ def index(
     Other options: the model (as `denseav.load`), how videos and sound are cut (`fps`, `window`, `hop` seconds)
     and prepared (as `encode_image` / `encode_audio`; `preprocess="eval"`: as the original's evaluation, see
     `IndexOptions`), the stored precision (`features_dtype` "float16" or "float32"), images per encoder call,
-    items per Parquet shard.
+    items per Parquet shard; `progress`: a progress bar (a string: the bar's label).
     """
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
@@ -122,7 +122,8 @@ def index(
     identity = ModelIdentity.of(net)
     store = FeatureStore.create_or_open(out_path, identity, options)
     done = store.done_keys()
-    bar = Progress(len(entries), enabled=progress)
+    label = progress if isinstance(progress, str) else "denseav index"
+    bar = Progress(len(entries), enabled=bool(progress), desc=label)
     try:
         with store.writer(shard_size) as writer:
             if engine == "local":

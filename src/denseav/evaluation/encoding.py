@@ -122,7 +122,7 @@ class StoreEncoder:
             engine=self.engine,
             address=self.address,
             workers=self.workers,
-            progress=self.progress,
+            progress=f"encoding {'images' if kind == 'image' else 'clips'}" if self.progress else False,
         ).store
         keys = {(i, _sha256(p)) for i, p in wanted.items()}  # a file edited since an earlier run has two rows
         _check_all_stored(store, wanted, keys)
