@@ -451,6 +451,15 @@ def test_never_writes_or_aliases_caller_array(layout: str, normalize: bool) -> N
     assert torch.equal(out, want)
 
 
+def test_read_only_array_without_warning() -> None:
+    x = np.random.default_rng(1).standard_normal(4000).astype(np.float32)
+    x.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = prepare_audio(x, 16000)
+    assert torch.equal(out, normalize_waveform(torch.from_numpy(x.copy())))
+
+
 def test_normalized_output_stats() -> None:
     out = prepare_audio(_stereo(48000), 48000)
     assert abs(float(out.mean())) < 1e-5 and abs(float(out.std(unbiased=False)) - 1) < 1e-3

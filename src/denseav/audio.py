@@ -357,7 +357,9 @@ def _array_to_float32(audio: object) -> torch.Tensor:
             a = a.astype(np.float32, copy=False)
         elif not a.dtype.isnative:
             a = a.astype(a.dtype.newbyteorder("="))
-        t = torch.from_numpy(a)
+        with warnings.catch_warnings():  # a read-only array is fine: nothing here writes into it
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            t = torch.from_numpy(a)
     elif isinstance(audio, torch.Tensor):
         t = audio.detach()
     else:
