@@ -7,7 +7,7 @@ after window and block after block, differently sized temporaries land in each o
 and the resident size ends up well above what is live, by more the more windows a clip has (measured with
 benchmarks/memory_trace.py: tens of MB between a 1-minute and a 10-minute clip, besides the waveform copies).
 `malloc_trim(0)` also returns the whole free pages inside the heap (glibc >= 2.8 madvises them away), so the
-streaming encoder calls it before each transformer block and after each window: the peak is then what is live.
+streaming encoder calls it before each transformer block and after each window: the peak stays close to what is live.
 A call is a walk over the free lists (well under a millisecond) plus the page faults of re-touching released
 pages, small against the ~0.5 s of a full-size block on a 30 s window.
 
