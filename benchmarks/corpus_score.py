@@ -118,6 +118,8 @@ def main() -> int:
     if model.config.num_heads != 2:
         print(f"note: {args.fixture} has {model.config.num_heads} head(s); the published models have 2")
     bench_score_matrix(model, args.images, args.clips)
+    if not args.frames:
+        return 0
     with tempfile.TemporaryDirectory(prefix="denseav_search_bench_") as tmp:
         bench_search(model, fixture, args.frames, Path(tmp))
     return 0

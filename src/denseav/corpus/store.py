@@ -252,12 +252,21 @@ class FeatureStore:
         filt = None if kind is None else ds.field("kind") == kind
         return self._dataset("items").to_table(columns=columns, filter=filt)
 
+    def record_batches(self, kind: str | None = None, *, batch_rows: int = 512) -> Iterator[pa.RecordBatch]:
+        """The items table as Arrow record batches of at most `batch_rows` rows (of one kind if given).
+
+        One shard is read ahead at most, so memory stays flat in the store's size (a shard of full-size frames
+        is a few hundred MB; see `_BATCH_ROWS` in search.py for how readers size their batches)."""
+        filt = None if kind is None else ds.field("kind") == kind
+        scan = self._dataset("items").to_batches(
+            filter=filt, batch_size=batch_rows, batch_readahead=1, fragment_readahead=1
+        )
+        return (batch for batch in scan if batch.num_rows)
+
     def batches(self, kind: str | None = None, *, batch_rows: int = 512) -> Iterator[list[StoredItem]]:
         """Items in batches of at most `batch_rows`, one shard read at a time (memory stays flat)."""
-        filt = None if kind is None else ds.field("kind") == kind
-        for batch in self._dataset("items").to_batches(filter=filt, batch_size=batch_rows):
-            if batch.num_rows:
-                yield [StoredItem.from_row(r) for r in batch.to_pylist()]
+        for batch in self.record_batches(kind, batch_rows=batch_rows):
+            yield [StoredItem.from_row(r) for r in batch.to_pylist()]
 
     def items(self, kind: str | None = None) -> list[StoredItem]:
         return [it for batch in self.batches(kind) for it in batch]
