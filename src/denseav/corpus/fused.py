@@ -1,10 +1,11 @@
 """The fused scorer: the original's score for many (clip, image) pairs at once, without similarity volumes.
 
 A pair's score (`Similarity.score`, the spec's section 5) is the mean over the clip's real audio steps of the
-largest similarity over heads and patches. Here the real steps of many clips (rows) meet the patches of many
-images (columns) in one float32 matrix product per head; a max over each image's patches leaves [steps, images],
-the max over heads and a sum per clip leave the scores. Nothing of size [pairs, steps, patches] is ever held:
-work goes in tiles of a few clips and images whose buffers are reused from tile to tile.
+largest similarity over heads and patches. Here the real steps of several clips (rows) meet the patches of
+several images (columns) in one float32 matrix product per head; a max over each image's patches leaves
+[steps, images], the max over heads and a sum per clip leave the scores. Nothing of size [pairs, steps, patches]
+is ever held: each image is converted to float32 once per call into a reused buffer, and the products are
+blocks of bounded size (TILE_BYTES).
 
 It reproduces `Similarity.forward` followed by `Similarity.score` term by term:
 - forward zeroes the similarity of masked steps, so with `mask_silence` they add nothing and are not counted;
@@ -24,13 +25,15 @@ import torch
 
 from ..modeling.similarity import Similarity
 
-# One tile's float32 working set (rows, patches, the product and the per-step maxima): big enough that the
-# matrix product runs near the machine's peak, small enough to stay near the caches. Measured with
-# benchmarks/corpus_score.py on 2 AVX2 cores; larger tiles were no faster.
+# Bytes of float32 image patches converted at once.
 TILE_BYTES = 64 * 1024**2
-# Clip steps (rows of the product) per tile, at most: enough rows for the product's blocking to amortise
-# packing each image tile; a longer clip is a tile of its own.
-TILE_STEPS = 1024
+# Bytes of one product block [steps, images * patches], and clip steps (rows) per block (a longer clip is a
+# block of its own).
+BLOCK_BYTES = 64 * 1024**2
+# Both measured with benchmarks/corpus_score.py on 2 AVX2 cores: on one thread, cache-sized blocks (1 MB, 256
+# steps) were up to 1.3x faster, but with two threads on a loaded machine they were up to 10x slower (every
+# product is a parallel region whose threads must all get a core), so a call makes few, large products.
+BLOCK_STEPS = 1024
 
 
 @dataclass(frozen=True)
@@ -102,9 +105,9 @@ class ImageBatch:
 
 
 class _Workspace:
-    """Float32 buffers reused from tile to tile. A fresh large tensor costs a page fault per page on first touch,
-    which made the float16 -> float32 conversion of image tiles several times slower than copying into memory
-    touched before."""
+    """Float32 buffers reused from block to block and call to call. A fresh large tensor costs a page fault per
+    page on first touch, which made the float16 -> float32 conversion of images several times slower than
+    copying into memory touched before."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
@@ -120,57 +123,100 @@ class _Workspace:
         return buf[:size].view(shape)
 
 
-def score_batch(
-    similarity: Similarity,
-    images: ImageBatch,
-    clips: ClipBatch,
-    *,
-    per_head: bool = False,
-    tile_bytes: int = TILE_BYTES,
-    device: torch.device | None = None,
-) -> torch.Tensor:
-    """Float32 scores [A, V] (or [A, V, K] with `per_head`) on the CPU, equal to `Similarity.score` of each pair's
-    volume. Works in tiles of about `tile_bytes` (at least one clip and one image each) on `device` (default:
-    where the clips are)."""
-    device = device or clips.steps.device
-    (v_n, n, c), k = images.shape, similarity.num_heads
-    if similarity.use_cls and (images.cls is None or clips.cls is None):
-        raise ValueError("this model's similarity uses the cls term but a cls feature is missing")
-    out = torch.empty(len(clips), v_n, k if per_head else 1)
-    work = _Workspace(device)
-    with torch.inference_mode():
-        for a0, a1 in _clip_tiles(clips.lengths, _steps_per_tile(tile_bytes, n, c, k)):
-            tile = clips.slice(a0, a1)
-            mask = tile.mask.cpu()
-            rows = tile.steps[mask.to(tile.steps.device)].to(device, torch.float32)
-            owner = torch.repeat_interleave(torch.arange(a1 - a0), tile.lengths)[mask]
-            # Sums per clip as one small product: index_add_ over rows dispatches once per row on the CPU.
-            members = (owner[None, :] == torch.arange(a1 - a0)[:, None]).to(device, torch.float32)  # [A, R]
-            step = _images_per_tile(tile_bytes, rows.shape[0], n, c, k)
-            for v0 in range(0, v_n, step):
-                part = images.slice(v0, v0 + step)
-                sums = _tile_sums(similarity, rows, owner.to(device), members, tile, part, per_head, work)
-                out[a0:a1, v0 : v0 + step] = sums.cpu()
-    real = clips.mask.cpu().to(torch.float32).split(clips.lengths.tolist())
-    counted = torch.stack([m.sum() for m in real]) if similarity.mask_silence else clips.lengths.to(torch.float32)
-    out /= counted.clamp_min(0.001)[:, None, None]  # the original's denominator, as in Similarity.score
-    return out if per_head else out[..., 0]
+@dataclass(frozen=True)
+class _ClipBlock:
+    """Whole clips [first, end) of a batch as rows of the product: their real steps in float32 [R, C], each
+    row's clip (0-based within the block) and the same as a one-hot [R, clips] that sums rows per clip."""
+
+    first: int
+    end: int
+    rows: torch.Tensor
+    owner: torch.Tensor
+    members: torch.Tensor
 
 
-def _steps_per_tile(tile_bytes: int, n: int, c: int, k: int) -> int:
-    """Rows per tile: TILE_STEPS, fewer when a tile of one image must still fit in `tile_bytes`."""
-    per_row = 4 * (c + n + 3 * k)  # the row itself, its product with one image, its maxima
-    return max(1, min(TILE_STEPS, (tile_bytes - 4 * n * c) // per_row))
+class FusedScorer:
+    """Scores image batches against clip batches for one model's similarity on one device, reusing its buffers
+    from call to call. `tile_bytes` bounds the float32 images converted at once (at least one image)."""
+
+    def __init__(self, similarity: Similarity, device: torch.device, *, tile_bytes: int = TILE_BYTES) -> None:
+        self.similarity = similarity
+        self.tile_bytes = tile_bytes
+        self.work = _Workspace(torch.device(device))
+
+    def __call__(self, images: ImageBatch, clips: ClipBatch, *, per_head: bool = False) -> torch.Tensor:
+        """Float32 scores [A, V] (or [A, V, K] with `per_head`) on the CPU, equal to `Similarity.score` of each
+        pair's volume. Holds the clips' real steps in float32 (the caller sizes `clips`)."""
+        sim = self.similarity
+        (v_n, n, c), k = images.shape, sim.num_heads
+        if sim.use_cls and (images.cls is None or clips.cls is None):
+            raise ValueError("this model's similarity uses the cls term but a cls feature is missing")
+        out = torch.empty(len(clips), v_n, k if per_head else 1)
+        with torch.inference_mode():
+            blocks = [self._clip_block(clips, a0, a1) for a0, a1 in _clip_ranges(clips.lengths, BLOCK_STEPS)]
+            most_rows = max(b.rows.shape[0] for b in blocks)
+            per_block = max(1, min(self.tile_bytes, BLOCK_BYTES) // (4 * n * max(1, most_rows)))  # images
+            per_tile = max(per_block, self.tile_bytes // (4 * n * c) // per_block * per_block)
+            for v0 in range(0, v_n, per_tile):
+                tile = images.slice(v0, v0 + per_tile)
+                patches = tile.float32(self.work)  # [V * N, C], converted once for every clip
+                for i0 in range(0, len(tile), per_block):
+                    i1 = min(i0 + per_block, len(tile))
+                    image_cls = None if tile.cls is None else tile.cls[i0:i1]
+                    for b in blocks:
+                        sums = self._block_sums(b, clips, patches[i0 * n : i1 * n], image_cls, n, per_head)
+                        out[b.first : b.end, v0 + i0 : v0 + i1] = sums.cpu()
+        real = clips.mask.cpu().to(torch.float32).split(clips.lengths.tolist())
+        counted = torch.stack([m.sum() for m in real]) if sim.mask_silence else clips.lengths.to(torch.float32)
+        out /= counted.clamp_min(0.001)[:, None, None]  # the original's denominator, as in Similarity.score
+        return out if per_head else out[..., 0]
+
+    def _clip_block(self, clips: ClipBatch, first: int, end: int) -> _ClipBlock:
+        part = clips.slice(first, end)
+        mask = part.mask.cpu()
+        rows = part.steps[mask.to(part.steps.device)].to(self.work.device, torch.float32)
+        owner = torch.repeat_interleave(torch.arange(end - first), part.lengths)[mask]
+        # Sums per clip as one small product (index_add_ over rows dispatches once per row on the CPU).
+        members = (owner[:, None] == torch.arange(end - first)).to(self.work.device, torch.float32)
+        return _ClipBlock(first, end, rows, owner.to(self.work.device), members)
+
+    def _block_sums(
+        self,
+        block: _ClipBlock,
+        clips: ClipBatch,
+        patches: torch.Tensor,
+        image_cls: torch.Tensor | None,
+        n: int,
+        per_head: bool,
+    ) -> torch.Tensor:
+        """[A, V, K or 1]: per clip of the block, the sum over its counted steps of the max over patches (and
+        heads) for each of V images, given as float32 patches [V * N, C] and cls vectors [V, C] or None."""
+        sim, rows = self.similarity, block.rows
+        k, r, c = sim.num_heads, rows.shape[0], rows.shape[1]
+        v, width = patches.shape[0] // n, c // k
+        product = self.work.get("product", r, v * n)
+        cls_terms = _cls_terms(sim, clips.cls, block, image_cls)  # [A, V, K] or None
+        maxima = []
+        for head in range(k):
+            cols = slice(head * width, (head + 1) * width)
+            torch.matmul(rows[:, cols], patches[:, cols].T, out=product)
+            m = product.view(r, v, n).amax(dim=-1)  # [R, V]: the max over space of every step's map
+            if cls_terms is not None:
+                m += cls_terms[block.owner, :, head]
+            maxima.append(m)
+        values = torch.stack(maxima, dim=-1)  # [R, V, K]
+        if not per_head:
+            values = values.amax(dim=-1, keepdim=True)  # the element-wise max over heads
+        sums = (block.members.T @ values.reshape(r, -1)).view(block.end - block.first, v, -1)
+        if not sim.mask_silence and cls_terms is not None:
+            # Masked steps count too; their similarity is 0, so each adds the cls term alone.
+            silent = clips.lengths[block.first : block.end].to(rows.device, torch.float32) - block.members.sum(0)
+            at_zero = cls_terms if per_head else cls_terms.amax(dim=-1, keepdim=True)
+            sums += silent[:, None, None] * at_zero
+        return sums
 
 
-def _images_per_tile(tile_bytes: int, rows: int, n: int, c: int, k: int) -> int:
-    """Images per tile so that rows, the float32 image tile, the product [rows, V*N] and the per-head maxima
-    [rows, V, K] (three copies: values, cls terms, running max) fit in `tile_bytes`."""
-    per_image = 4 * (n * c + rows * n + 3 * rows * k)
-    return max(1, (tile_bytes - 4 * rows * c) // per_image)
-
-
-def _clip_tiles(lengths: torch.Tensor, max_steps: int) -> Iterator[tuple[int, int]]:
+def _clip_ranges(lengths: torch.Tensor, max_steps: int) -> Iterator[tuple[int, int]]:
     """(first, end) clip ranges of at most `max_steps` steps each (one clip alone when it is longer)."""
     lo, total = 0, 0
     for i, steps in enumerate(lengths.tolist()):
@@ -182,50 +228,13 @@ def _clip_tiles(lengths: torch.Tensor, max_steps: int) -> Iterator[tuple[int, in
         yield lo, len(lengths)
 
 
-def _tile_sums(
-    similarity: Similarity,
-    rows: torch.Tensor,
-    owner: torch.Tensor,
-    members: torch.Tensor,
-    clips: ClipBatch,
-    images: ImageBatch,
-    per_head: bool,
-    work: _Workspace,
-) -> torch.Tensor:
-    """[A, V, K or 1]: per clip of the tile, the sum over its counted steps of the max over patches (and heads).
-    rows [R, C] float32: the clips' real steps; owner [R]: each row's clip; members [A, R]: owner one-hot."""
-    k, (v, n, c) = similarity.num_heads, images.shape
-    width, r = c // k, rows.shape[0]
-    patches = images.float32(work)  # [V * N, C]
-    product = work.get("product", r, v * n)
-    cls_terms = _cls_terms(similarity, clips, images, rows.device)  # [A, V, K] or None
-    maxima = []
-    for head in range(k):
-        cols = slice(head * width, (head + 1) * width)
-        torch.matmul(rows[:, cols], patches[:, cols].T, out=product)
-        m = product.view(r, v, n).amax(dim=-1)  # [R, V]: the max over space of every step's map
-        if cls_terms is not None:
-            m += cls_terms[owner, :, head]
-        maxima.append(m)
-    values = torch.stack(maxima, dim=-1)  # [R, V, K]
-    if not per_head:
-        values = values.amax(dim=-1, keepdim=True)  # the element-wise max over heads
-    sums = (members @ values.reshape(r, -1)).view(len(clips), v, -1)
-    if not similarity.mask_silence and cls_terms is not None:
-        # Masked steps count too; their similarity is 0, so each adds the cls term alone.
-        silent = clips.lengths.to(rows.device, torch.float32) - members.sum(dim=1)
-        at_zero = cls_terms if per_head else cls_terms.amax(dim=-1, keepdim=True)
-        sums += silent[:, None, None] * at_zero
-    return sums
-
-
 def _cls_terms(
-    similarity: Similarity, clips: ClipBatch, images: ImageBatch, device: torch.device
+    similarity: Similarity, clip_cls: torch.Tensor | None, block: _ClipBlock, image_cls: torch.Tensor | None
 ) -> torch.Tensor | None:
     """[A, V, K]: per pair and head, the dot product of the cls vectors' k-th blocks (as Similarity.forward)."""
-    if not similarity.use_cls or clips.cls is None or images.cls is None:
+    if not similarity.use_cls or clip_cls is None or image_cls is None:
         return None
-    k = similarity.num_heads
-    ac = clips.cls.to(device, torch.float32).unflatten(-1, (k, -1))
-    ic = images.cls.to(device, torch.float32).unflatten(-1, (k, -1))
-    return (ac[:, None] * ic[None]).sum(-1)
+    k, device = similarity.num_heads, block.rows.device
+    ac = clip_cls[block.first : block.end].to(device, torch.float32).unflatten(-1, (k, -1))
+    ic = image_cls.to(device, torch.float32).unflatten(-1, (k, -1))
+    return (ic[None] * ac[:, None]).sum(-1)

@@ -17,7 +17,7 @@ import torch
 from ..api import EncodedAudio, EncodedImage, encode_audio, encode_image
 from ..errors import InputError
 from ..modeling import DenseAV
-from .fused import TILE_BYTES, ClipBatch, ImageBatch, score_batch
+from .fused import TILE_BYTES, ClipBatch, FusedScorer, ImageBatch
 from .store import FeatureStore, StoredItem
 
 # Bytes score_matrix may hold besides its inputs and its result (batches of copied features and the fused
@@ -93,7 +93,7 @@ def score_features(
     out = torch.empty((len(audios), len(images), k) if per_head else (len(audios), len(images)))
     if not images or not audios:
         return out
-    tile_bytes = min(TILE_BYTES, max_memory // 4)
+    scorer = FusedScorer(model.similarity, model.device, tile_bytes=min(TILE_BYTES, max_memory // 4))
     for clip_idx in _clip_slices(audios, max_memory // 4):
         clips = ClipBatch.of([(audios[a].features, _mask(audios[a]), audios[a].cls) for a in clip_idx])
         rows = torch.tensor(clip_idx)[:, None]
@@ -101,11 +101,7 @@ def score_features(
             per_batch = max(1, (max_memory // 4) // images[members[0]].features.nbytes)
             for lo in range(0, len(members), per_batch):
                 idx = members[lo : lo + per_batch]
-                batch = _image_batch([images[v] for v in idx])
-                scores = score_batch(
-                    model.similarity, batch, clips, per_head=per_head, tile_bytes=tile_bytes, device=model.device
-                )
-                out[rows, torch.tensor(idx)] = scores
+                out[rows, torch.tensor(idx)] = scorer(_image_batch([images[v] for v in idx]), clips, per_head=per_head)
     return out
 
 

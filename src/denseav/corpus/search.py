@@ -19,7 +19,7 @@ from ..errors import InputError
 from ..image import MAX_LONG_SIDE
 from ..modeling import DenseAV
 from .columns import clip_batch, image_batches
-from .fused import ClipBatch, ImageBatch, score_batch
+from .fused import ClipBatch, FusedScorer, ImageBatch
 from .peaks import HeadPeak, head_peaks
 from .store import FeatureStore, StoredItem
 
@@ -149,6 +149,7 @@ def _top_k(
 
 def _batch_scorer(net: DenseAV, query: EncodedAudio | EncodedImage) -> Callable[[pa.RecordBatch], np.ndarray]:
     """A function from a record batch of stored items to their float32 scores against `query` [rows]."""
+    scorer = FusedScorer(net.similarity, net.device)
     if isinstance(query, EncodedAudio):
         a = query.features
         clip = ClipBatch.of([(a.features[0], a.mask[0], None if a.cls is None else a.cls[0])])
@@ -156,16 +157,12 @@ def _batch_scorer(net: DenseAV, query: EncodedAudio | EncodedImage) -> Callable[
         def against_images(batch: pa.RecordBatch) -> np.ndarray:
             scores = np.empty(len(batch), np.float32)
             for rows, images in image_batches(batch):
-                scores[rows] = score_batch(net.similarity, images, clip, device=net.device)[0].numpy()
+                scores[rows] = scorer(images, clip)[0].numpy()
             return scores
 
         return against_images
     image = ImageBatch(query.features.features, query.features.cls)
-
-    def against_clips(batch: pa.RecordBatch) -> np.ndarray:
-        return score_batch(net.similarity, image, clip_batch(batch), device=net.device)[:, 0].numpy()
-
-    return against_clips
+    return lambda batch: scorer(image, clip_batch(batch))[:, 0].numpy()
 
 
 def _reverse(text: str) -> tuple[int, ...]:
