@@ -75,6 +75,7 @@ def bench_search(model, frames: int, root: Path) -> dict:
     from denseav.corpus import FeatureStore, IndexOptions
     from denseav.corpus.encode import _image_rows
     from denseav.corpus.provenance import ModelIdentity
+    from denseav.corpus.schema import TENSOR_DTYPE
     from denseav.corpus.sources import PreparedItem
     from denseav.image import preprocess_image
 
@@ -82,7 +83,7 @@ def bench_search(model, frames: int, root: Path) -> dict:
     store = FeatureStore.create_or_open(root / "store", identity, IndexOptions())
     pixels, geometry = preprocess_image(torch.randint(0, 255, (3, 224, 224), dtype=torch.uint8), patch_size=8)
     item = PreparedItem("f", "image", "video", "synthetic.mp4", 0.0, 0.0, "0" * 64, pixels=pixels, geometry=geometry)
-    template = _image_rows(model, [item], identity)[0]
+    template = _image_rows(model, [item], identity, TENSOR_DTYPE)[0]
     g = torch.Generator().manual_seed(1)
     t0 = time.perf_counter()
     with store.writer(512) as writer:
