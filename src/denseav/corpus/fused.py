@@ -101,10 +101,11 @@ class ImageBatch:
             out.copy_(p)
             return out.view(v * n, c)
         stacked = out if p[0].dtype == torch.float32 else work.get("stacked", v, n, c, dtype=p[0].dtype)
-        if stacked.device.type == "cpu" and all(t.device.type == "cpu" for t in p):
+        numpy_ok = stacked.dtype in (torch.float16, torch.float32) and stacked.device.type == "cpu"
+        if numpy_ok and all(t.device.type == "cpu" and t.dtype == stacked.dtype for t in p):
             # numpy stacks on one thread: torch.stack of 256 images took 3 s with 2 threads on a loaded
             # machine (every input is a parallel region that waits for both threads) and 0.04 s on one.
-            np.stack([t.numpy() for t in p], out=stacked.numpy())
+            np.stack([t.detach().numpy() for t in p], out=stacked.numpy())
         else:
             torch.stack(list(p), out=stacked)
         if stacked is not out:
