@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -68,3 +70,19 @@ def test_store_sides_equal_the_stored_features_pairwise(tmp_path, model):
 def test_wrong_sides_and_missing_model_are_errors(model, media):
     with pytest.raises(InputError, match="needs model"):
         score_matrix(media[0], media[1])
+
+
+def test_masked_steps_equal_the_per_pair_path(model, media):
+    """Silent steps (every other one here) drop out of the mean exactly as in `denseav.similarity(...).score`."""
+    images, audios = media
+    enc_i = denseav.encode_image(images, model=model)
+    masked = []
+    for e in denseav.encode_audio(audios, model=model):
+        mask = e.features.mask.clone()
+        mask[:, 1::2] = False
+        masked.append(dataclasses.replace(e, features=dataclasses.replace(e.features, mask=mask)))
+    scores = score_matrix(enc_i, masked, model=model, per_head=True)
+    for a, clip in enumerate(masked):
+        for v, image in enumerate(enc_i):
+            expected = denseav.similarity(image, clip).score_per_head
+            torch.testing.assert_close(scores[a, v], expected, rtol=1e-5, atol=1e-5)
