@@ -67,6 +67,19 @@ def test_store_sides_equal_the_stored_features_pairwise(tmp_path, model):
             assert abs(float(scores[a, v]) - expected) <= 1e-5 * max(1.0, abs(expected))
 
 
+def test_a_store_side_is_read_a_batch_at_a_time_with_the_same_result(tmp_path, model, monkeypatch):
+    from denseav.corpus import score as score_module
+
+    corpus = make_corpus(tmp_path / "corpus")
+    index(corpus, tmp_path / "store", model=model, progress=False)
+    store = FeatureStore.open(tmp_path / "store")
+    whole = score_matrix(store.items("image"), store.items("audio"), model=model, per_head=True)
+    monkeypatch.setattr(score_module, "_STORE_IMAGE_ROWS", 1)
+    monkeypatch.setattr(score_module, "_STORE_CLIP_ROWS", 2)
+    streamed = score_matrix(store, store, model=model, per_head=True)
+    torch.testing.assert_close(streamed, whole, rtol=0, atol=1e-6)
+
+
 def test_wrong_sides_and_missing_model_are_errors(model, media):
     with pytest.raises(InputError, match="needs model"):
         score_matrix(media[0], media[1])

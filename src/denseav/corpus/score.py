@@ -37,8 +37,6 @@ class _Features:
 
 
 def _image_side(images: Any, model: DenseAV) -> list[_Features]:
-    if isinstance(images, FeatureStore):
-        return [_Features(it.features, it.cls, it.grid) for it in images.items("image")]
     items = list(images) if isinstance(images, (list, tuple)) else [images]
     raw = [i for i, x in enumerate(items) if not isinstance(x, (EncodedImage, StoredItem))]
     if raw:
@@ -57,8 +55,6 @@ def _image_side(images: Any, model: DenseAV) -> list[_Features]:
 
 
 def _audio_side(audios: Any, model: DenseAV) -> list[_Features]:
-    if isinstance(audios, FeatureStore):
-        return [_Features(it.features, it.cls, mask=it.mask) for it in audios.items("audio")]
     items = list(audios) if isinstance(audios, (list, tuple)) else [audios]
     raw = [i for i, x in enumerate(items) if not isinstance(x, (EncodedAudio, StoredItem))]
     if raw:
@@ -152,7 +148,8 @@ def score_matrix(
         inputs (paths, arrays; encoded once here), or a `FeatureStore` (all its images and frames, or all its
         sound windows, in store order).
     model: needed to encode raw inputs and for the similarity; defaults to a store's own model.
-    max_memory: bytes of working memory besides the inputs and the result (default 512 MB).
+    max_memory: bytes of working memory besides the inputs and the result (default 512 MB); a store side is read a
+        batch at a time, so a store counts as input only by the batch in memory.
     Equal to `ground(image, audio).score` for each pair (within 1e-5), at the cost of A + V encodings.
     """
     if model is None:
@@ -163,6 +160,36 @@ def score_matrix(
     for side in (images, audios):
         if isinstance(side, FeatureStore):
             side.check_model_of(model)
-    return score_features(
-        model, _image_side(images, model), _audio_side(audios, model), per_head=per_head, max_memory=max_memory
-    )
+    image_side = images if isinstance(images, FeatureStore) else _image_side(images, model)
+    audio_side = audios if isinstance(audios, FeatureStore) else _audio_side(audios, model)
+    k = model.config.num_heads
+    a_count, v_count = _count(audio_side, "audio"), _count(image_side, "image")
+    out = torch.empty((a_count, v_count, k) if per_head else (a_count, v_count))
+    a0 = 0
+    for clips in _chunks(audio_side, "audio", _STORE_CLIP_ROWS):
+        v0 = 0
+        for frames in _chunks(image_side, "image", _STORE_IMAGE_ROWS):
+            scores = score_features(model, frames, clips, per_head=per_head, max_memory=max_memory)
+            out[a0 : a0 + len(clips), v0 : v0 + len(frames)] = scores
+            v0 += len(frames)
+        a0 += len(clips)
+    return out
+
+
+# A store side is read this many items at a time (about 40 MB of float16 features either way for the published
+# models), so memory stays bounded whatever the store's size; the image side is re-read once per clip chunk.
+_STORE_IMAGE_ROWS = 64
+_STORE_CLIP_ROWS = 1024
+
+
+def _count(side: FeatureStore | list[_Features], kind: str) -> int:
+    return side.table(["id"], kind=kind).num_rows if isinstance(side, FeatureStore) else len(side)
+
+
+def _chunks(side: FeatureStore | list[_Features], kind: str, rows: int) -> Iterator[list[_Features]]:
+    """A list side whole; a store side a batch of stored items at a time."""
+    if not isinstance(side, FeatureStore):
+        yield side
+        return
+    for batch in side.batches(kind, batch_rows=rows):
+        yield [_Features(it.features, it.cls, it.grid, it.mask) for it in batch]
