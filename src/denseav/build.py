@@ -10,6 +10,7 @@ import torch
 
 from .checkpoint import RawCheckpoint, checkpoint_filter_fn, config_from_original, read_checkpoint, read_safetensors
 from .errors import CheckpointError, InputError, InputTypeError
+from .heap import release_free_memory
 from .modeling import DenseAV, DenseAVConfig
 from .pretrained import DEFAULT_MODEL, ResolvedFiles, parse_model_ref, resolve
 from .provenance import ModelProvenance
@@ -122,19 +123,8 @@ def model_from_checkpoint(
     model.load_state_dict(state, strict=True, assign=True)
     del state
     model.requires_grad_(False)
-    _release_freed_memory()
+    release_free_memory()  # the loader's temporaries, so they do not stay resident for the process's life
     return model.to(resolve_device(device)).eval()
-
-
-def _release_freed_memory() -> None:
-    """Hand the loader's freed temporaries back to the OS (glibc keeps them in its heap otherwise, and they
-    would count towards the process's resident memory for the rest of its life)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to do
-        pass
 
 
 def _listed(items: list[str], limit: int = 5) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from ..heap import release_free_memory
 from ..modeling import DenseAV
 from ..modeling.aligners import Aligner, ChannelNorm, LinearAligner, TimePool
 from ..modeling.layers import matmul_parameter_names
@@ -182,8 +183,11 @@ class KeyConverter:
         self.origin.setdefault(target, original)
         combined = _combine(parts)
         if combined is not None:
-            del self.pending[target]
+            del self.pending[target], parts
             self._put(target, combined, original)
+            # The pieces just freed sit between kept tensors in glibc's heap; left there, they added up to ~190 MB
+            # of peak RSS while loading the full-size model (1.79 GB vs 1.61 GB after it).
+            release_free_memory()
 
     def _finish(self) -> tuple[dict[str, torch.Tensor], list[str]]:
         for target, parts in self.pending.items():
