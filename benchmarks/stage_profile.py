@@ -63,6 +63,19 @@ BLOCK_PARTS = (
 )
 
 
+def flop_counter():
+    """torch's FlopCounterMode, also counting the CPU flash-attention kernel that scaled_dot_product_attention
+    runs on CPUs (torch 2.13 counts only the CUDA attention kernels): 4 * B * heads * N_q * N_k * head_dim."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+    def cpu_flash(query_shape, key_shape, value_shape, *_args, out_shape=None, **_kwargs) -> int:
+        return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    op = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    return FlopCounterMode(display=False, custom_mapping={op: cpu_flash})
+
+
 class StageClock:
     """Forward hooks that add each module's inclusive time (or FLOPs, with a counter) to a named bucket."""
 
@@ -149,7 +162,6 @@ def _stage_totals(parts: dict[str, float], total: float) -> dict[str, float]:
 
 def worker(weights: str, dtype: str, runs: int, out: str) -> None:
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     import denseav
     from variants import load_variant
@@ -171,7 +183,7 @@ def worker(weights: str, dtype: str, runs: int, out: str) -> None:
     for _ in range(runs):
         total = call()
         calls.append({"total": total, "parts": clock.take()})
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+    with torch.inference_mode(), flop_counter() as counter:
         clock.counter = counter
         flop_total = call()
     flops = {"total": flop_total, "parts": clock.take()}

@@ -288,9 +288,10 @@ def decode_worker(clip: str, out: str) -> None:
 
 def _image_encoder_flops(model, pixels) -> float:
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+    from stage_profile import flop_counter
+
+    with torch.inference_mode(), flop_counter() as counter:
         model.encode_image(pixels)
     return float(counter.get_total_flops())
 
