@@ -6,6 +6,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,16 @@ def model(fixture_dir: Path) -> DenseAV:
     import denseav
 
     return denseav.load(fixture_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    """A local 2-CPU Ray cluster for the whole session (the engines use it instead of starting their own)."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'denseav[ray]')")
+    pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'denseav[ray]')")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
 
 
 def pytest_sessionfinish(session: object, exitstatus: int) -> None:

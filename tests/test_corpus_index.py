@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 import denseav
 from _corpus import BAD_IDS, expected_ids, make_corpus
@@ -51,7 +52,8 @@ def test_store_is_plain_parquet_with_float16_tensors_and_provenance(built, model
     c = model.config.code_dim
     for row in table.to_pylist():
         shape = row["features_shape"]
-        feats = np.frombuffer(row["features"], "<f2").reshape(shape)
+        assert row["tensor_dtype"] == "<f2"
+        feats = np.frombuffer(row["features"], row["tensor_dtype"]).reshape(shape)
         assert shape[1] == c and np.isfinite(feats).all()
         assert row["model_sha256"] == meta["model"]["sha256"] and row["denseav_version"] == denseav.__version__
         if row["kind"] == "image":
@@ -68,6 +70,32 @@ def test_stored_features_match_encode_image_within_fp16(built, corpus, model):
     ref = fresh.features.features[0]
     assert stored.geometry == fresh.geometry
     assert np.allclose(stored.features.float(), ref, rtol=2e-3, atol=2e-3 * float(ref.abs().max()))
+
+
+def test_a_float32_store_keeps_encode_image_exactly(tmp_path, corpus, model):
+    out = tmp_path / "store32"
+    index(corpus / "img1.png", out, model=model, features_dtype="float32", progress=False)
+    (stored,) = FeatureStore.open(out).items("image")
+    assert stored.features.dtype == torch.float32
+    fresh = denseav.encode_image(str(corpus / "img1.png"), model=model)
+    assert torch.equal(stored.features, fresh.features.features[0])
+    with pytest.raises(StoreModelMismatchError, match="features_dtype"):  # one precision per store
+        index(corpus / "img1.png", out, model=model, progress=False)
+
+
+def test_a_version_1_store_without_tensor_dtype_reads_as_float16(tmp_path, built):
+    out = tmp_path / "v1"
+    shutil.copytree(built[0], out)
+    for shard in (out / "items").glob("*.parquet"):
+        pq.write_table(pq.read_table(shard).drop_columns(["tensor_dtype"]), shard)
+    meta = json.loads((out / "store.json").read_text())
+    for key in ("preprocess", "features_dtype"):
+        del meta["options"][key]
+    (out / "store.json").write_text(json.dumps({**meta, "schema_version": 1}))
+    old, new = FeatureStore.open(out).items(), FeatureStore.open(built[0]).items()
+    assert sorted(it.id for it in old) == sorted(it.id for it in new)
+    by_id = {it.id: it for it in new}
+    assert all(torch.equal(it.features, by_id[it.id].features) for it in old)
 
 
 def test_rerun_skips_what_is_stored_and_retries_only_changed_files(tmp_path, corpus, model, built):

@@ -9,20 +9,10 @@ from _corpus import make_corpus
 from _fixtures import PARITY_DIRS
 from denseav.corpus import FeatureStore, index
 
-ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'denseav[ray]')")
-pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'denseav[ray]')")
-
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not PARITY_DIRS, reason="no parity fixtures found (see tests/_fixtures.py)"),
 ]
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def _by_id(store: FeatureStore) -> dict[str, dict]:
@@ -30,7 +20,7 @@ def _by_id(store: FeatureStore) -> dict[str, dict]:
 
 
 @pytest.mark.parametrize("fixture_dir", PARITY_DIRS, ids=lambda p: p.name)
-def test_ray_store_equals_local_store(tmp_path, cluster, fixture_dir):
+def test_ray_store_equals_local_store(tmp_path, ray_cluster, fixture_dir):
     corpus = make_corpus(tmp_path / "corpus")
     index(corpus, tmp_path / "local", model=fixture_dir, progress=False)
     index(corpus, tmp_path / "ray", model=fixture_dir, engine="ray", workers=2, progress=False)
@@ -43,8 +33,18 @@ def test_ray_store_equals_local_store(tmp_path, cluster, fixture_dir):
         assert {k: v for k, v in row.items() if k not in ("features", "cls")} == {
             k: v for k, v in other.items() if k not in ("features", "cls")
         }
-        x = np.frombuffer(row["features"], "<f2").astype(np.float32)
-        y = np.frombuffer(other["features"], "<f2").astype(np.float32)
+        x = np.frombuffer(row["features"], row["tensor_dtype"]).astype(np.float32)
+        y = np.frombuffer(other["features"], other["tensor_dtype"]).astype(np.float32)
         # Same code, maybe other batch sizes: equal up to float16 rounding of the stored values.
         assert np.allclose(x, y, rtol=2e-3, atol=1e-3 * float(np.abs(x).max()))
     assert local.errors().to_pylist() == remote.errors().to_pylist()
+
+
+def test_ray_engine_takes_a_loaded_model(tmp_path, ray_cluster):
+    """Workers load the model by name or absolute path, whatever form the caller passed (here a DenseAV)."""
+    import denseav
+
+    corpus = make_corpus(tmp_path / "corpus")
+    net = denseav.get_model(str(PARITY_DIRS[0]))
+    summary = index(corpus, tmp_path / "ray", model=net, engine="ray", workers=1, progress=False)
+    assert summary.encoded == len(summary.store) > 0

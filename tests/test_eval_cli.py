@@ -67,6 +67,23 @@ def test_retrieval_prints_recalls_and_writes_json(tmp_path: Path):
     assert "| speech | 3 |" in proc.stderr
 
 
+def test_a_kept_store_is_reused_and_a_bad_store_folder_refused(tmp_path: Path):
+    pairs = make_pairs(tmp_path / "data", {"speech": 2})
+    first = run("retrieval", pairs, "--json", "-", "--store", "features", "-q", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    shards = sorted((tmp_path / "features").rglob("*.parquet"))
+    again = run("retrieval", pairs, "--json", "-", "--store", "features", "-q", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert sorted((tmp_path / "features").rglob("*.parquet")) == shards  # everything was in the store
+    assert json.loads(again.stdout)["metrics"] == json.loads(first.stdout)["metrics"]
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    refused = run("retrieval", pairs, "--store", "notes", cwd=tmp_path)
+    assert refused.returncode == 2 and "--store notes exists and is not a denseav feature store" in refused.stderr
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
+    assert "--address needs --engine ray" in run("retrieval", pairs, "--address", "auto", cwd=tmp_path).stderr
+
+
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path):
     bad = write_csv(tmp_path / "pairs.csv", [{"set": "speech", "image": "a.jpg"}])
     proc = run("retrieval", bad, "--json", "out.json", cwd=tmp_path)

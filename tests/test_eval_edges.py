@@ -19,8 +19,9 @@ import denseav
 from _eval_data import Row, make_pairs, make_prompted, write_csv, write_wav
 from _fixtures import MISSING, PARITY_DIRS
 from denseav.audio import SAMPLE_RATE
+from denseav.corpus import FeatureStore
 from denseav.errors import InputError
-from denseav.evaluation import FeatureEncoder, LocalEncoder, evaluate_retrieval, evaluate_segmentation
+from denseav.evaluation import FeatureEncoder, StoreEncoder, evaluate_retrieval, evaluate_segmentation
 from denseav.evaluation.data import read_pairs, read_prompted
 from denseav.evaluation.metrics import average_precision, best_iou, disentanglement, pooled_metrics, recall_at_k
 from denseav.evaluation.preprocess import AUDIO_SAMPLES
@@ -175,7 +176,7 @@ def test_fewer_than_ten_pairs_report_recall_at_10_as_undefined(tmp_path: Path):
 
 
 class _CountingEncoder:
-    """Records what is encoded; delegates to the local encoder (any FeatureEncoder can stand in)."""
+    """Records what is encoded; delegates to a store encoder (any FeatureEncoder can stand in)."""
 
     def __init__(self, inner: FeatureEncoder) -> None:
         self.inner = inner
@@ -196,13 +197,53 @@ def test_each_image_and_clip_is_encoded_once_through_the_encoder_interface(tmp_p
     rows = [Row("a.jpg", 17, {17: BOX, 770: (0, 0, 10, 10)}), Row("a.jpg", 770, {}), Row("b.jpg", 17, {17: BOX})]
     root = make_prompted(tmp_path, rows)
     model = _any_model()
-    counting = _CountingEncoder(LocalEncoder(model, batch_size=1, progress=False))
-    plugged = evaluate_segmentation(root, model=model, prompts="both", encoder=counting, progress=False)
+    with StoreEncoder(model, batch_size=1, progress=False) as inner:
+        counting = _CountingEncoder(inner)
+        plugged = evaluate_segmentation(root, model=model, prompts="both", encoder=counting, progress=False)
     assert len(counting.images) == len(set(counting.images)) == 2
     assert len(counting.clips) == len(set(counting.clips)) == 6
     default = evaluate_segmentation(root, model=model, prompts="both", progress=False)
     for name, value in default.metrics.items():
         assert plugged.metrics[name] == pytest.approx(value, abs=1e-6), name
+
+
+def _shards(store: Path) -> list[Path]:
+    return sorted(store.rglob("*.parquet"))
+
+
+@needs_model
+def test_a_kept_store_makes_a_rerun_encode_nothing_and_give_the_same_numbers(tmp_path: Path):
+    root = make_prompted(tmp_path / "data", [Row("a.jpg", 17, {17: BOX}), Row("b.jpg", 17, {17: BOX})])
+    store = tmp_path / "features"
+    first = evaluate_segmentation(root, model=_any_model(), prompts="both", store=store, progress=False)
+    shards = _shards(store)
+    counts = FeatureStore.open(store).counts()
+    assert counts == {"image": 2, "audio": 4, "errors": 0}
+    again = evaluate_segmentation(root, model=_any_model(), prompts="both", store=store, progress=False)
+    assert _shards(store) == shards  # nothing encoded or written
+    assert again.metrics == first.metrics
+
+
+@needs_model
+def test_an_edited_file_is_encoded_again_and_its_new_features_used(tmp_path: Path):
+    root = make_prompted(tmp_path / "data", [Row("a.jpg", 17, {17: BOX}), Row("b.jpg", 17, {17: BOX})])
+    store = tmp_path / "features"
+    first = evaluate_segmentation(root, model=_any_model(), prompts="sound", store=store, progress=False)
+    image = root / "frames" / "a.jpg"
+    Image.open(image).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(image)
+    kept = evaluate_segmentation(root, model=_any_model(), prompts="sound", store=store, progress=False)
+    fresh = evaluate_segmentation(root, model=_any_model(), prompts="sound", progress=False)
+    assert FeatureStore.open(store).counts()["image"] == 3  # the old row stays; the new one is used
+    assert kept.metrics == pytest.approx(fresh.metrics, abs=1e-6)  # batched with b.jpg or alone: float rounding
+    assert kept.metrics != pytest.approx(first.metrics, abs=1e-6)
+
+
+@needs_model
+def test_an_undecodable_image_stops_the_run_naming_the_file(tmp_path: Path):
+    root = make_prompted(tmp_path, [Row("a.jpg", 17, {17: BOX}), Row("b.jpg", 17, {17: BOX})])
+    (root / "frames" / "b.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(InputError, match=r"b.jpg' cannot be decoded as an image"):
+        evaluate_segmentation(root, model=_any_model(), prompts="sound", progress=False)
 
 
 # ------------------------------------------------------------------------------------------ bad input
@@ -244,9 +285,10 @@ def test_label_maps_in_the_wrong_encoding_are_refused_before_encoding(tmp_path: 
     root = make_prompted(tmp_path, [Row("a.jpg", 17, {17: BOX})])
     label = root / "annotations" / "a_seg.png"
     Image.open(label).convert(mode).save(label)
-    counting = _CountingEncoder(LocalEncoder(_any_model(), progress=False))
-    with pytest.raises(InputError, match=r"a_seg.png' has one channel \(a palette or grayscale PNG\)"):
-        evaluate_segmentation(root, model=_any_model(), prompts="sound", encoder=counting, progress=False)
+    with StoreEncoder(_any_model(), progress=False) as inner:
+        counting = _CountingEncoder(inner)
+        with pytest.raises(InputError, match=r"a_seg.png' has one channel \(a palette or grayscale PNG\)"):
+            evaluate_segmentation(root, model=_any_model(), prompts="sound", encoder=counting, progress=False)
     assert not counting.images and not counting.clips  # failed before any encoding
 
 
@@ -285,8 +327,9 @@ def test_retrieval_scores_do_not_depend_on_image_chunking(tmp_path: Path):
     # A shared image: pairs 0 and 2 of the speech set show the same picture (encoded once, two columns).
     pairs.write_text(pairs.read_text().replace("media/speech_2.jpg", "media/speech_0.jpg"))
     model = _any_model()
-    whole = run_retrieval(pairs, model, progress=False)
-    one_by_one = run_retrieval(pairs, model, image_chunk=1, progress=False)
+    with StoreEncoder(model, progress=False) as encoder:
+        whole = run_retrieval(pairs, model, encoder=encoder)
+        one_by_one = run_retrieval(pairs, model, encoder=encoder, image_chunk=1)
     for name, s in whole.sets.items():
         torch.testing.assert_close(one_by_one.sets[name].scores_per_head, s.scores_per_head, atol=1e-5, rtol=1e-6)
     speech = whole.sets["speech"].scores

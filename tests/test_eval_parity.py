@@ -18,7 +18,7 @@ import torch
 
 import denseav
 from _fixtures import EVAL_CASES
-from denseav.evaluation import LocalEncoder, evaluate_retrieval, evaluate_segmentation
+from denseav.evaluation import StoreEncoder, evaluate_retrieval, evaluate_segmentation
 from denseav.evaluation.data import decode_ade_labels, read_pairs, read_prompted
 from denseav.evaluation.preprocess import load_audio, load_image, load_label_image
 from denseav.evaluation.segmentation import upsample
@@ -29,6 +29,8 @@ pytestmark = pytest.mark.skipif(
 )
 CASES = [pytest.param(e, m, id=f"{e.parents[1].name}-{e.stem}") for e, m in EVAL_CASES]
 AP_TOL, IOU_TOL, MAP_TOL = 1e-5, 1e-4, 1e-5
+# Both corpus engines encode the features; Ray on the session's 2-CPU local cluster.
+ENGINES = ["local", pytest.param("ray", marks=pytest.mark.slow)]
 
 
 def _prompted_root(expected_json: Path) -> Path:
@@ -49,14 +51,24 @@ def _model(folder: Path) -> denseav.DenseAV:
     return denseav.get_model(str(folder))  # the same cached instance the evaluate_* calls below get
 
 
-@cache
-def _segmentation(expected_json: Path, folder: Path):
-    return evaluate_segmentation(_prompted_root(expected_json), model=str(folder), prompts="both", progress=False)
+def _engine(name: str) -> dict[str, Any]:
+    return {"engine": name, "workers": 2} if name == "ray" else {}
 
 
 @cache
-def _retrieval(expected_json: Path, folder: Path):
-    return evaluate_retrieval(_pairs_csv(expected_json), model=str(folder), progress=False)
+def _segmentation(expected_json: Path, folder: Path, engine: str = "local"):
+    root = _prompted_root(expected_json)
+    return evaluate_segmentation(root, model=str(folder), prompts="both", progress=False, **_engine(engine))
+
+
+@cache
+def _retrieval(expected_json: Path, folder: Path, engine: str = "local"):
+    return evaluate_retrieval(_pairs_csv(expected_json), model=str(folder), progress=False, **_engine(engine))
+
+
+def _start(engine: str, request: pytest.FixtureRequest) -> None:
+    if engine == "ray":
+        request.getfixturevalue("ray_cluster")
 
 
 def _tolerance(name: str) -> float:
@@ -66,10 +78,12 @@ def _tolerance(name: str) -> float:
 # -------------------------------------------------------------------------------------------- headline
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("expected_json, model_dir", CASES)
-def test_metrics_match_the_original(expected_json: Path, model_dir: Path):
+def test_metrics_match_the_original(expected_json: Path, model_dir: Path, engine: str, request: pytest.FixtureRequest):
+    _start(engine, request)
     expected = _expected(expected_json)["metrics"]
-    seg, ret = _segmentation(expected_json, model_dir), _retrieval(expected_json, model_dir)
+    seg, ret = _segmentation(expected_json, model_dir, engine), _retrieval(expected_json, model_dir, engine)
     ours = {**seg.metrics, **ret.metrics}
     # The original's metric names are exactly ours (ap_dis only for two heads; prompted_* are our extra).
     assert set(expected) <= set(ours)
@@ -83,10 +97,12 @@ def test_metrics_match_the_original(expected_json: Path, model_dir: Path):
             assert ours[name] == pytest.approx(value, abs=_tolerance(name)), name
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("expected_json, model_dir", CASES)
-def test_per_class_values(expected_json: Path, model_dir: Path):
+def test_per_class_values(expected_json: Path, model_dir: Path, engine: str, request: pytest.FixtureRequest):
+    _start(engine, request)
     expected = _expected(expected_json)["per_class"]
-    seg = _segmentation(expected_json, model_dir)
+    seg = _segmentation(expected_json, model_dir, engine)
     assert set(expected) == set(seg.sets)
     for kind, classes in expected.items():
         ours = {c.class_id: c for c in seg.sets[kind].classes}
@@ -229,10 +245,11 @@ def test_valid_steps_of_every_clip(expected_json: Path, model_dir: Path):
     """The step mask (``aligned_mask_true``) of every prompted item, through the encoder interface."""
     items = _expected(expected_json)["items"]
     rows = read_prompted(_prompted_root(expected_json))
-    encoder = LocalEncoder(_model(model_dir), progress=False)
-    for kind in ("speech", "sound"):
-        paths = [r.audio[kind] for r in rows if kind in r.audio]
-        clips = list(encoder.encode_clips(paths))
+    kinds = ("speech", "sound")
+    with StoreEncoder(_model(model_dir), progress=False) as encoder:
+        by_path = {k: dict(encoder.encode_clips([r.audio[k] for r in rows if k in r.audio])) for k in kinds}
+    for kind in kinds:
+        clips = [by_path[kind][r.audio[kind]] for r in rows if kind in r.audio]
         assert [int(c.features.mask.sum()) for c in clips] == [
             w["aligned_mask_true"] for w in items[f"prompted_{kind}"]
         ]

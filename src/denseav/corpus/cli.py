@@ -19,6 +19,25 @@ EXAMPLES = {
 }
 
 
+def add_engine_options(p: argparse.ArgumentParser) -> None:
+    """`--engine`, `--address`, `--workers`: where encoding runs (also used by `denseav eval`)."""
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local (default) or ray (pip install 'denseav[ray]')",
+    )
+    p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: start a local one)")
+    p.add_argument("--workers", type=positive_int, metavar="N", help="Ray actors (default: one per GPU, else per CPU)")
+
+
+def check_engine_options(args: argparse.Namespace) -> None:
+    if args.address and args.engine != "ray":
+        raise UsageError("--address needs --engine ray")
+    if args.workers and args.engine != "ray":
+        raise UsageError("--workers needs --engine ray")
+
+
 def add_parsers(sub: Any, parents: Parents) -> None:
     """Add `index`, `search` and `batch` to the main parser's subcommands (with the shared option groups)."""
     run, model, inputs = parents.run, parents.model, parents.inputs
@@ -42,16 +61,15 @@ def add_parsers(sub: Any, parents: Parents) -> None:
     p.add_argument("--hop", type=positive_float, default=5.0, metavar="S", help="seconds between windows (default 5)")
     p.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="images per model call (default 8)")
     p.add_argument(
-        "--shard-size", type=positive_int, default=256, metavar="N", help="items per Parquet shard (default 256)"
+        "--features-dtype",
+        choices=("float16", "float32"),
+        default="float16",
+        help="stored precision of the features (default float16: half the bytes; float32 keeps them exact)",
     )
     p.add_argument(
-        "--engine",
-        choices=("local", "ray"),
-        default="local",
-        help="local (default) or ray (pip install 'denseav[ray]')",
+        "--shard-size", type=positive_int, default=256, metavar="N", help="items per Parquet shard (default 256)"
     )
-    p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: start a local one)")
-    p.add_argument("--workers", type=positive_int, metavar="N", help="Ray actors (default: one per GPU, else per CPU)")
+    add_engine_options(p)
     p.add_argument("--strict", action="store_true", help="exit with an error if any item failed")
     p.set_defaults(func=_cmd_index)
 
@@ -89,24 +107,22 @@ def add_parsers(sub: Any, parents: Parents) -> None:
     p.set_defaults(func=_cmd_batch)
 
 
-def _need_pyarrow() -> None:
+def need_pyarrow(commands: str = "the corpus commands (index, search, batch)") -> None:
     try:
         import pyarrow  # noqa: F401
     except ImportError:
-        raise InputError(
-            "the corpus commands (index, search, batch) need pyarrow: pip install 'denseav[corpus]'"
-        ) from None
+        raise InputError(f"{commands} need pyarrow: pip install 'denseav[corpus]'") from None
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
-    _need_pyarrow()
-    from .indexing import index
+    need_pyarrow()
+    from .indexing import check_store_target, index
     from .sources import expand_sources
 
     if args.hop > args.window:
         raise UsageError(f"--hop {args.hop:g} is longer than --window {args.window:g}: sound would be skipped")
-    if args.address and args.engine != "ray":
-        raise UsageError("--address needs --engine ray")
+    check_engine_options(args)
+    check_store_target(Path(args.out).expanduser())
     entries = expand_sources(args.sources)  # a bad source or manifest fails before the model loads
     if not entries:
         raise InputError(f"nothing to index: no image, sound or video files in {' '.join(args.sources)}")
@@ -122,6 +138,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
         channel=args.channel,
         normalize=not args.raw_audio,
         max_long_side=args.max_long_side,
+        features_dtype=args.features_dtype,
         batch_size=args.batch_size,
         shard_size=args.shard_size,
         engine=args.engine,
@@ -139,7 +156,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    _need_pyarrow()
+    need_pyarrow()
     from ..paths import check_output_path, check_writable_folder
     from .search import encode_query, save_hit_pngs, search
     from .store import FeatureStore
@@ -177,7 +194,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
-    _need_pyarrow()
+    need_pyarrow()
     from ..paths import check_output_path
     from .batch import ground_pairs, read_pairs
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from .. import __version__
 from ..modeling import DenseAV
 from .provenance import ModelIdentity
-from .schema import provenance_columns, tensor_bytes
+from .schema import TENSOR_DTYPE, provenance_columns, tensor_bytes
 from .sources import ItemFailure, PreparedItem
 
 
@@ -36,7 +37,18 @@ def failure_row(failure: ItemFailure, identity: ModelIdentity) -> dict[str, Any]
     }
 
 
-def _image_rows(model: DenseAV, items: Sequence[PreparedItem], identity: ModelIdentity) -> list[dict[str, Any]]:
+def _tensor_columns(features: torch.Tensor, cls: torch.Tensor | None, dtype: np.dtype) -> dict[str, Any]:
+    return {
+        "features": tensor_bytes(features, dtype),
+        "features_shape": list(features.shape),
+        "cls": None if cls is None else tensor_bytes(cls, dtype),
+        "tensor_dtype": dtype.str,
+    }
+
+
+def _image_rows(
+    model: DenseAV, items: Sequence[PreparedItem], identity: ModelIdentity, dtype: np.dtype
+) -> list[dict[str, Any]]:
     feats = model.encode_image(torch.stack([it.pixels for it in items if it.pixels is not None]))
     gh, gw = feats.grid
     rows = []
@@ -46,9 +58,7 @@ def _image_rows(model: DenseAV, items: Sequence[PreparedItem], identity: ModelId
         rows.append(
             {
                 **_key_columns(it),
-                "features": tensor_bytes(feats.features[j]),
-                "features_shape": list(feats.features.shape[1:]),
-                "cls": None if feats.cls is None else tensor_bytes(feats.cls[j]),
+                **_tensor_columns(feats.features[j], None if feats.cls is None else feats.cls[j], dtype),
                 "mask": None,
                 "times": None,
                 "grid_h": gh,
@@ -66,15 +76,14 @@ def _image_rows(model: DenseAV, items: Sequence[PreparedItem], identity: ModelId
     return rows
 
 
-def _audio_row(model: DenseAV, item: PreparedItem, identity: ModelIdentity) -> dict[str, Any]:
+def _audio_row(model: DenseAV, item: PreparedItem, identity: ModelIdentity, dtype: np.dtype) -> dict[str, Any]:
     assert item.waveform is not None
-    feats = model.encode_audio(item.waveform[None])
+    sample_mask = None if item.sample_mask is None else item.sample_mask[None]
+    feats = model.encode_audio(item.waveform[None], sample_mask=sample_mask)
     times = model.audio_step_times(feats.features.shape[1]) + (item.start or 0.0)
     return {
         **_key_columns(item),
-        "features": tensor_bytes(feats.features[0]),
-        "features_shape": list(feats.features.shape[1:]),
-        "cls": None if feats.cls is None else tensor_bytes(feats.cls[0]),
+        **_tensor_columns(feats.features[0], None if feats.cls is None else feats.cls[0], dtype),
         "mask": feats.mask[0].cpu().tolist(),
         "times": times.float().tolist(),
         **dict.fromkeys(("grid_h", "grid_w", "original_h", "original_w", "resized_h", "resized_w"), None),
@@ -100,10 +109,16 @@ def _encode_failure(item: PreparedItem, e: BaseException) -> ItemFailure:
 
 
 def encode_items(
-    model: DenseAV, items: Sequence[PreparedItem], identity: ModelIdentity, *, batch_size: int = 8
+    model: DenseAV,
+    items: Sequence[PreparedItem],
+    identity: ModelIdentity,
+    *,
+    batch_size: int = 8,
+    dtype: np.dtype = TENSOR_DTYPE,
 ) -> tuple[list[dict[str, Any]], list[ItemFailure]]:
     """Encode prepared items: images of one input size `batch_size` at a time, sound windows one at a time (the
-    original gives HuBERT no padding mask; on a CPU one 10 s window at a time is also the fastest).
+    original gives HuBERT no padding mask; on a CPU one 10 s window at a time is also the fastest); features are
+    stored as `dtype`.
 
     A batch that fails is retried item by item, so one bad item costs only itself.
     """
@@ -119,17 +134,17 @@ def encode_items(
             for i in range(0, len(group), batch_size):
                 chunk = group[i : i + batch_size]
                 try:
-                    rows += _image_rows(model, chunk, identity)
+                    rows += _image_rows(model, chunk, identity, dtype)
                 except Exception:
                     for one in chunk:
                         try:
-                            rows += _image_rows(model, [one], identity)
+                            rows += _image_rows(model, [one], identity, dtype)
                         except Exception as e:
                             failures.append(_encode_failure(one, e))
         for it in items:
             if it.kind == "audio":
                 try:
-                    rows.append(_audio_row(model, it, identity))
+                    rows.append(_audio_row(model, it, identity, dtype))
                 except Exception as e:
                     failures.append(_encode_failure(it, e))
     return rows, failures

@@ -14,8 +14,9 @@ from ..api import ImageSize, ModelLike, get_model
 from ..build import DTypeLike
 from ..errors import InputError, OutputError
 from ..image import MAX_LONG_SIDE
+from ..modeling import DenseAV
 from ..paths import check_writable_folder
-from ..pretrained import DEFAULT_MODEL
+from ..pretrained import DEFAULT_MODEL, parse_model_ref
 from .progress import Progress
 from .provenance import ModelIdentity
 from .sources import IndexOptions, MediaEntry, expand_sources
@@ -51,11 +52,25 @@ class IndexFailedError(InputError):
     """Raised under `strict=True` when some items could not be indexed (they are in the errors table)."""
 
 
-def _check_out(out: Path) -> None:
+def check_store_target(out: Path, what: str = "--out") -> None:
     """Fail before any model loads: the target must be a store, an empty folder, or a new one in a writable place."""
     if out.exists() and not (out / STORE_FILE).is_file() and (not out.is_dir() or any(out.iterdir())):
-        raise OutputError(f"--out {out} exists and is not a denseav feature store; choose a new or empty folder")
-    check_writable_folder(out if out.is_dir() else out.parent, what=f"--out {out}")
+        raise OutputError(f"{what} {out} exists and is not a denseav feature store; choose a new or empty folder")
+    check_writable_folder(out if out.is_dir() else out.parent, what=f"{what} {out}")
+
+
+def _worker_model_ref(net: DenseAV) -> tuple[str, str | None]:
+    """What a Ray worker loads to get `net`'s weights: its registry name or repo id and the revision it was read
+    at, or its local path made absolute (workers do not share this process's working directory)."""
+    if net.provenance is None:
+        raise InputError(
+            "the ray engine loads the model on every worker by name or path, and this model was not made by "
+            "denseav.load; pass its name or folder, or use engine='local'"
+        )
+    name = net.provenance.name
+    if parse_model_ref(name).kind == "path":
+        return os.path.abspath(name), None
+    return name, net.provenance.revision
 
 
 def index(
@@ -73,13 +88,15 @@ def index(
     channel: str | int = "mix",
     normalize: bool = True,
     max_long_side: int = MAX_LONG_SIDE,
+    preprocess: str = "standard",
+    features_dtype: str = "float16",
     batch_size: int = 8,
     shard_size: int = 256,
     engine: str = "local",
     address: str | None = None,
     workers: int | None = None,
     strict: bool = False,
-    progress: bool = True,
+    progress: bool | str = True,
 ) -> IndexSummary:
     """Encode `sources` (folders, globs, manifests, files, or `expand_sources` entries) into the feature store `out`; returns a summary.
 
@@ -87,22 +104,26 @@ def index(
     are recorded in the store's errors table and the run goes on; `strict=True` raises at the end if any failed.
     engine: "local" (threads on this machine) or "ray" (Ray Data; `address` of a cluster, `workers` actors).
     Other options: the model (as `denseav.load`), how videos and sound are cut (`fps`, `window`, `hop` seconds)
-    and prepared (as `encode_image` / `encode_audio`), images per encoder call, items per Parquet shard.
+    and prepared (as `encode_image` / `encode_audio`; `preprocess="eval"`: as the original's evaluation, see
+    `IndexOptions`), the stored precision (`features_dtype` "float16" or "float32"), images per encoder call,
+    items per Parquet shard; `progress`: a progress bar (a string: the bar's label).
     """
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    options = IndexOptions(fps, window, hop, image_size, channel, normalize, max_long_side)
+    options = IndexOptions(fps, window, hop, image_size, channel, normalize, max_long_side, preprocess, features_dtype)
     listed: list[Any] = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
     entries: list[MediaEntry] = listed if all(isinstance(s, MediaEntry) for s in listed) else expand_sources(listed)
     if not entries:
         raise InputError(f"nothing to index: no image, sound or video files in {', '.join(map(str, listed))}")
     out_path = Path(out).expanduser()
-    _check_out(out_path)
+    check_store_target(out_path)
     net = get_model(model, device=device, dtype=dtype, revision=revision)
+    worker_model = _worker_model_ref(net) if engine == "ray" else None
     identity = ModelIdentity.of(net)
     store = FeatureStore.create_or_open(out_path, identity, options)
     done = store.done_keys()
-    bar = Progress(len(entries), enabled=progress)
+    label = progress if isinstance(progress, str) else "denseav index"
+    bar = Progress(len(entries), enabled=bool(progress), desc=label)
     try:
         with store.writer(shard_size) as writer:
             if engine == "local":
@@ -112,16 +133,16 @@ def index(
             else:
                 from .engines.ray import run_ray
 
-                model_ref = getattr(net, "name", None) if not isinstance(model, (str, os.PathLike)) else model
+                assert worker_model is not None
                 run_ray(
                     entries,
                     writer,
-                    str(model_ref),
+                    worker_model[0],
                     identity,
                     options,
                     done,
                     bar,
-                    revision=revision,
+                    revision=worker_model[1],
                     batch_size=batch_size,
                     address=address,
                     workers=workers,

@@ -104,6 +104,11 @@ def search(
     model (or `model`, which must hold the same weights); the store is read one batch at a time."""
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
         raise InputError(f"k must be a positive number of results, got {k!r}")
+    if store.options.preprocess != "standard":  # centre crops and padded clips: peaks and spans would be wrong
+        raise InputError(
+            f"{store.path} holds features made with the {store.options.preprocess!r} preprocessing (by `denseav "
+            "eval`); search a store built by `denseav index`"
+        )
     net = store.load_model(model, device=device, dtype=dtype)
     query = encode_query(net, audio, image, sample_rate, channel, normalize, image_size)
     if isinstance(query, EncodedAudio):

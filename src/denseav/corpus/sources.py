@@ -26,11 +26,13 @@ from ..image import MAX_LONG_SIDE, ImageGeometry, preprocess_image
 from ..media import iter_display_frames
 from ..modeling import DenseAV
 from ..provenance import file_sha256
+from .schema import FEATURE_DTYPES
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"})
 MANIFEST_SUFFIXES = frozenset({".csv", ".jsonl", ".parquet"})
+PREPROCESSING = ("standard", "eval")
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,16 @@ class IndexOptions:
     channel: str | int = "mix"
     normalize: bool = True
     max_long_side: int = MAX_LONG_SIDE  # as encode_image: longer pictures are an item error
+    # "standard": as encode_image / encode_audio (aspect kept, sound in windows). "eval": the original's evaluation
+    # preprocessing (224 centre crop; each sound file one clip padded to 10.26 s with a mask), for `denseav eval`.
+    preprocess: str = "standard"
+    features_dtype: str = "float16"  # how features are kept: "float16" (half the bytes) or "float32" (exact)
 
     def __post_init__(self) -> None:
+        if self.preprocess not in PREPROCESSING:
+            raise InputError(f"preprocess must be one of {', '.join(PREPROCESSING)}, got {self.preprocess!r}")
+        if self.features_dtype not in FEATURE_DTYPES:
+            raise InputError(f"features_dtype must be one of {', '.join(FEATURE_DTYPES)}, got {self.features_dtype!r}")
         for name in ("fps", "window", "hop"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
@@ -86,7 +96,8 @@ class MediaEntry:
 
 @dataclass
 class PreparedItem:
-    """A decoded, preprocessed item: `pixels` [3, H, W] + `geometry` for images, `waveform` [N] for audio."""
+    """A decoded, preprocessed item: `pixels` [3, H, W] + `geometry` for images, `waveform` [N] for audio (with
+    `sample_mask` [N] when it is padded: the evaluation preprocessing)."""
 
     id: str
     kind: str  # "image" | "audio"
@@ -98,6 +109,7 @@ class PreparedItem:
     pixels: torch.Tensor | None = None
     geometry: ImageGeometry | None = None
     waveform: torch.Tensor | None = None
+    sample_mask: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -247,6 +259,10 @@ def decode_entry(entry: MediaEntry, options: IndexOptions, spec: InputSpec, skip
     except OSError as e:
         yield _failure(entry, entry.id, "audio" if entry.media == "audio" else "image", None, e)
         return
+    if options.preprocess == "eval":
+        if not skip(entry.id, digest):
+            yield _eval_item(entry, digest, spec)
+        return
     if entry.media == "image":
         if not skip(entry.id, digest):
             yield _image_item(entry, digest, spec)
@@ -264,6 +280,29 @@ def _image_item(entry: MediaEntry, digest: str, spec: InputSpec) -> PreparedItem
     except Exception as e:  # any unreadable image is recorded, never fatal
         return _failure(entry, entry.id, "image", digest, e)
     return PreparedItem(entry.id, "image", "image", entry.path, None, None, digest, pixels=pixels, geometry=geometry)
+
+
+def _eval_item(entry: MediaEntry, digest: str, spec: InputSpec) -> PreparedItem | ItemFailure:
+    """An image or a whole sound file prepared as the original's evaluation does (`denseav.evaluation.preprocess`)."""
+    from ..evaluation.preprocess import load_audio, load_image
+
+    kind = "audio" if entry.media == "audio" else "image"
+    try:
+        if entry.media == "video":
+            raise InputError("the evaluation preprocessing takes image and sound files, not videos")
+        if kind == "image":
+            im = load_image(entry.path)
+            (w0, h0), (w1, h1) = im.original_size, im.resized_size
+            size = tuple(im.pixels.shape[-2:])
+            geometry = ImageGeometry((h0, w0), (h1, w1), (size[0], size[1]), spec.patch_size)
+            return PreparedItem(entry.id, kind, "image", entry.path, None, None, digest, im.pixels, geometry)
+        clip = load_audio(entry.path)
+    except Exception as e:  # recorded, never fatal (the evaluation reports it with the file's name)
+        return _failure(entry, entry.id, kind, digest, e)
+    end = clip.length / SAMPLE_RATE  # the real samples in the padded clip: what the evaluation's notes need
+    return PreparedItem(
+        entry.id, kind, "audio", entry.path, 0.0, end, digest, waveform=clip.waveform, sample_mask=clip.sample_mask
+    )
 
 
 def frame_id(entry_id: str, t: float) -> str:

@@ -43,7 +43,7 @@ class StoreModelMismatchError(InputError):
 
 @dataclass(frozen=True)
 class StoredItem:
-    """One item read back from a store, with float16 features as stored."""
+    """One item read back from a store, with features as stored (float16, or float32 in a float32 store)."""
 
     id: str
     kind: str
@@ -51,7 +51,8 @@ class StoredItem:
     source: str
     start: float | None
     end: float | None
-    features: torch.Tensor  # float16 [h*w, C] or [T, C]
+    content_hash: str | None
+    features: torch.Tensor  # [h*w, C] or [T, C]
     cls: torch.Tensor | None
     mask: torch.Tensor | None  # audio [T] bool
     times: torch.Tensor | None  # audio [T] seconds in the source
@@ -60,7 +61,8 @@ class StoredItem:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> StoredItem:
-        features = tensor_from_bytes(row["features"], row["features_shape"])
+        dtype = row.get("tensor_dtype")
+        features = tensor_from_bytes(row["features"], row["features_shape"], dtype)
         c = features.shape[-1]
         geometry = grid = None
         if row["kind"] == "image":
@@ -78,8 +80,9 @@ class StoredItem:
             row["source"],
             row["start"],
             row["end"],
+            row["content_hash"],
             features,
-            None if row["cls"] is None else tensor_from_bytes(row["cls"], (c,)),
+            None if row["cls"] is None else tensor_from_bytes(row["cls"], (c,), dtype),
             None if row["mask"] is None else torch.tensor(row["mask"], dtype=torch.bool),
             None if row["times"] is None else torch.tensor(row["times"], dtype=torch.float32),
             geometry,
@@ -252,9 +255,15 @@ class FeatureStore:
         filt = None if kind is None else ds.field("kind") == kind
         return self._dataset("items").to_table(columns=columns, filter=filt)
 
-    def batches(self, kind: str | None = None, *, batch_rows: int = 512) -> Iterator[list[StoredItem]]:
-        """Items in batches of at most `batch_rows`, one shard read at a time (memory stays flat)."""
+    def batches(
+        self, kind: str | None = None, *, batch_rows: int = 512, ids: list[str] | None = None
+    ) -> Iterator[list[StoredItem]]:
+        """Items (of `kind`, with one of `ids`) in batches of at most `batch_rows`, one shard read at a time
+        (memory stays flat)."""
         filt = None if kind is None else ds.field("kind") == kind
+        if ids is not None:
+            wanted = ds.field("id").isin(ids)
+            filt = wanted if filt is None else filt & wanted
         for batch in self._dataset("items").to_batches(filter=filt, batch_size=batch_rows):
             if batch.num_rows:
                 yield [StoredItem.from_row(r) for r in batch.to_pylist()]

@@ -19,7 +19,7 @@ _EXPORTS = {
     "evaluate_segmentation": "api",
     "ClipFeatures": "encoding",
     "FeatureEncoder": "encoding",
-    "LocalEncoder": "encoding",
+    "StoreEncoder": "encoding",
     "Disentanglement": "metrics",
     "Provenance": "provenance",
     "RetrievalResult": "retrieval",
@@ -35,13 +35,13 @@ __all__ = [
     "ClipFeatures",
     "Disentanglement",
     "FeatureEncoder",
-    "LocalEncoder",
     "PromptSetResult",
     "Provenance",
     "RetrievalResult",
     "RetrievalSetResult",
     "SegmentationItem",
     "SegmentationResult",
+    "StoreEncoder",
     "evaluate_retrieval",
     "evaluate_segmentation",
 ]
@@ -50,7 +50,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from .api import evaluate_retrieval, evaluate_segmentation
-    from .encoding import ClipFeatures, FeatureEncoder, LocalEncoder
+    from .encoding import ClipFeatures, FeatureEncoder, StoreEncoder
     from .metrics import Disentanglement
     from .provenance import Provenance
     from .retrieval import RetrievalResult, RetrievalSetResult

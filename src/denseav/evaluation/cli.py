@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..cli import positive_int
+from ..corpus.cli import add_engine_options, check_engine_options, need_pyarrow
 from ..paths import check_output_path, check_writable_folder
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ EXAMPLES = """\
 examples:
   denseav eval segmentation ade_speech_prompted/ --prompts speech --json seg.json --examples seg_examples/
   denseav eval segmentation ade_sound_prompted/ --prompts sound --model sound
-  denseav eval retrieval pairs.csv --json retrieval.json
+  denseav eval retrieval pairs.csv --json retrieval.json --store features/ --engine ray --address auto
 """
 
 
@@ -35,6 +36,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--json", metavar="OUT.json", help="write every metric, per-item details and provenance ('-': stdout)"
     )
     p.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="files per model call (default 8)")
+    p.add_argument(
+        "--store",
+        metavar="DIR",
+        help="keep the encoded features in this feature store: a rerun (or a resumed run) skips what it holds "
+        "(default: a temporary store, removed at the end)",
+    )
+    add_engine_options(p)
 
 
 def add_parsers(subparsers: argparse._SubParsersAction, parents: Sequence[argparse.ArgumentParser]) -> None:
@@ -85,6 +93,12 @@ def add_parsers(subparsers: argparse._SubParsersAction, parents: Sequence[argpar
 
 
 def _check_outputs(args: argparse.Namespace, inputs: list[str]) -> None:
+    need_pyarrow("denseav eval (its feature store)")
+    check_engine_options(args)
+    if args.store:
+        from ..corpus.indexing import check_store_target
+
+        check_store_target(Path(args.store).expanduser(), "--store")
     if args.json and args.json != "-":
         check_output_path(args.json, suffixes=(".json",), what="--json", inputs=inputs)
     examples = getattr(args, "examples", None)
@@ -94,8 +108,20 @@ def _check_outputs(args: argparse.Namespace, inputs: list[str]) -> None:
         check_writable_folder(folder if folder.exists() else folder.parent, what=f"--examples {examples}")
 
 
-def _model_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"model": args.weights or args.model, "revision": args.revision, "device": args.device, "dtype": args.dtype}
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The model and how features are made, as the evaluate_* functions take them."""
+    return {
+        "model": args.weights or args.model,
+        "revision": args.revision,
+        "device": args.device,
+        "dtype": args.dtype,
+        "store": args.store,
+        "engine": args.engine,
+        "address": args.address,
+        "workers": args.workers,
+        "batch_size": args.batch_size,
+        "progress": not args.quiet,
+    }
 
 
 def _finish(args: argparse.Namespace, result: SegmentationResult | RetrievalResult) -> int:
@@ -119,9 +145,7 @@ def _cmd_segmentation(args: argparse.Namespace) -> int:
     from .examples import write_examples
 
     _check_outputs(args, [args.root])
-    result = evaluate_segmentation(
-        args.root, prompts=args.prompts, batch_size=args.batch_size, progress=not args.quiet, **_model_options(args)
-    )
+    result = evaluate_segmentation(args.root, prompts=args.prompts, **_run_options(args))
     if args.examples:
         paths = write_examples(result, args.examples)
         if not args.quiet:
@@ -133,11 +157,5 @@ def _cmd_retrieval(args: argparse.Namespace) -> int:
     from .api import evaluate_retrieval
 
     _check_outputs(args, [args.pairs])
-    result = evaluate_retrieval(
-        args.pairs,
-        disentangle=args.disentangle,
-        batch_size=args.batch_size,
-        progress=not args.quiet,
-        **_model_options(args),
-    )
+    result = evaluate_retrieval(args.pairs, disentangle=args.disentangle, **_run_options(args))
     return _finish(args, result)

@@ -19,7 +19,7 @@ import torch
 from ..errors import InputError
 from ..modeling import AudioFeatures, DenseAV, ImageFeatures
 from .data import PROMPT_KINDS, RetrievalPair, read_pairs
-from .encoding import FeatureEncoder, LocalEncoder
+from .encoding import FeatureEncoder
 from .metrics import Disentanglement, disentanglement, recall_at_k
 from .provenance import Provenance
 
@@ -144,9 +144,8 @@ def run_retrieval(
     model: DenseAV,
     *,
     disentangle: bool | None = None,
-    encoder: FeatureEncoder | None = None,
+    encoder: FeatureEncoder,
     image_chunk: int = 64,
-    progress: bool = True,
 ) -> RetrievalResult:
     """Recalls per set; disentanglement when asked (``True``), or by default when possible (two heads, both sets).
 
@@ -155,13 +154,12 @@ def run_retrieval(
     pairs = read_pairs(pairs_csv)
     by_set = {k: [p for p in pairs if p.set == k] for k in PROMPT_KINDS if any(p.set == k for p in pairs)}
     do_dis = _check_disentangle(disentangle, model, by_set)
-    encoder = encoder or LocalEncoder(model, progress=progress)
     image_paths = list(dict.fromkeys(p.image for p in pairs))
     clip_paths = list(dict.fromkeys(p.audio for p in pairs))
     notes: list[str] = []
     with torch.inference_mode():
-        clips = dict(zip(clip_paths, (c.features for c in encoder.encode_clips(clip_paths))))
-        scores = _score_sets(model, by_set, clips, zip(image_paths, encoder.encode_images(image_paths)), image_chunk)
+        clips = {path: c.features for path, c in encoder.encode_clips(clip_paths)}
+        scores = _score_sets(model, by_set, clips, encoder.encode_images(image_paths), image_chunk)
     sets = {
         name: RetrievalSetResult(name, members, _recalls(name, scores[name].sum(-1), notes), scores[name])
         for name, members in by_set.items()

@@ -28,7 +28,7 @@ from ..audio import SAMPLE_RATE
 from ..errors import InputError
 from ..modeling import DenseAV, ImageFeatures
 from .data import PROMPT_KINDS, PROMPTED_CSV, PromptedRow, decode_ade_labels, read_prompted
-from .encoding import ClipFeatures, FeatureEncoder, LocalEncoder
+from .encoding import ClipFeatures, FeatureEncoder
 from .metrics import Disentanglement, ScoreStream, average_precision, disentanglement, pooled_metrics
 from .preprocess import AUDIO_SAMPLES, CROP_SIZE, MIN_MASK_FRACTION, load_label_image
 from .provenance import Provenance
@@ -195,14 +195,14 @@ def _raw_maps(
     """Encode every distinct clip and image once; compute each item's raw maps, image by image."""
     sets = {k: _RawSet([r for r in rows if k in r.audio], {}, [], [], []) for k in kinds}
     clip_paths = sorted({r.audio[k] for k, s in sets.items() for r in s.rows})
-    clips = dict(zip(clip_paths, encoder.encode_clips(clip_paths)))
+    clips = dict(encoder.encode_clips(clip_paths))
     _windows(sets, clips, notes)
     by_image: dict[Path, list[tuple[str, int]]] = {}
     for kind, s in sets.items():
         for i, row in enumerate(s.rows):
             by_image.setdefault(row.image, []).append((kind, i))
     computed: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]] = {}
-    for path, image in zip(by_image, encoder.encode_images(list(by_image))):
+    for path, image in encoder.encode_images(list(by_image)):
         for kind, i in by_image[path]:
             s = sets[kind]
             computed[kind, i] = _item_maps(model, image, clips[s.rows[i].audio[kind]], s.windows[i])
@@ -319,8 +319,7 @@ def run_segmentation(
     model: DenseAV,
     *,
     prompts: str = "speech",
-    encoder: FeatureEncoder | None = None,
-    progress: bool = True,
+    encoder: FeatureEncoder,
 ) -> SegmentationResult:
     """Evaluate ``model`` on a prompted-segmentation dataset; ``prompts`` is "speech", "sound" or "both"."""
     kinds = list(PROMPT_KINDS) if prompts == "both" else [prompts]
@@ -333,7 +332,7 @@ def run_segmentation(
     truth = _ground_truth([r for r in rows if any(k in r.audio for k in kinds)])
     notes: list[str] = []
     with torch.inference_mode():
-        raw = _raw_maps(model, rows, kinds, encoder or LocalEncoder(model, progress=progress), notes)
+        raw = _raw_maps(model, rows, kinds, encoder, notes)
     names = {r.class_id: r.class_name for r in rows}
     sets = {k: _score_set(k, raw[k], truth, names, notes) for k in kinds}
     dis = None

@@ -15,6 +15,7 @@ from ...modeling import DenseAV
 from ..encode import encode_items, failure_row
 from ..progress import Progress
 from ..provenance import ModelIdentity
+from ..schema import FEATURE_DTYPES
 from ..sources import IndexOptions, InputSpec, ItemFailure, MediaEntry, PreparedItem, decode_entry
 from ..store import ShardWriter
 
@@ -83,12 +84,13 @@ def run_local(
     )
     producer.start()
     pending: list[PreparedItem] = []
+    store_dtype = FEATURE_DTYPES[options.features_dtype]
     sources_done = 0
     skipped_reported = 0  # the producer only ever adds to skipped[0]; this side only reads it
 
     def encode_pending() -> None:
         nonlocal sources_done, skipped_reported
-        rows, failures = encode_items(model, pending, identity, batch_size=batch_size)
+        rows, failures = encode_items(model, pending, identity, batch_size=batch_size, dtype=store_dtype)
         writer.add(rows, [failure_row(f, identity) for f in failures])
         seen = skipped[0]
         progress.update(sources=sources_done, items=len(rows), errors=len(failures), skipped=seen - skipped_reported)

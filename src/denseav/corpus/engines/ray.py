@@ -17,7 +17,7 @@ import pyarrow as pa
 from ...errors import InputError
 from ..progress import Progress
 from ..provenance import ModelIdentity
-from ..schema import ERRORS_SCHEMA, ITEMS_SCHEMA
+from ..schema import ERRORS_SCHEMA, FEATURE_DTYPES, ITEMS_SCHEMA
 from ..sources import IndexOptions, InputSpec, ItemFailure, MediaEntry, PreparedItem
 from ..store import ShardWriter
 
@@ -98,7 +98,8 @@ class EncodeActor:
     def _encoded(self, prepared: list[PreparedItem], out: list[dict[str, Any]]) -> pa.Table:
         from ..encode import encode_items, failure_row
 
-        rows, failures = encode_items(self.model, prepared, self.identity, batch_size=self.batch_size)
+        dtype = FEATURE_DTYPES[self.options.features_dtype]
+        rows, failures = encode_items(self.model, prepared, self.identity, batch_size=self.batch_size, dtype=dtype)
         out = [{"record": "item", **r} for r in rows] + out
         out += [{"record": "error", **failure_row(f, self.identity)} for f in failures]
         return pa.Table.from_pylist(out, schema=OUTPUT_SCHEMA)
