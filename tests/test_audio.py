@@ -437,6 +437,29 @@ def test_does_not_alias_caller_tensor() -> None:
     assert not torch.equal(out, x)
 
 
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("layout", ["1d", "channels_first", "channels_last"])
+def test_never_writes_or_aliases_caller_array(layout: str, normalize: bool) -> None:
+    # float32 mono at 16 kHz is read without a copy: the result must still be a buffer of its own.
+    x = np.random.default_rng(0).standard_normal(4000).astype(np.float32)
+    arr = {"1d": x, "channels_first": x[None], "channels_last": x[:, None]}[layout]
+    before = arr.copy()
+    out = prepare_audio(arr, 16000, normalize=normalize)
+    np.testing.assert_array_equal(arr, before)
+    assert not np.may_share_memory(out.numpy(), arr)
+    want = normalize_waveform(torch.from_numpy(x.copy())) if normalize else torch.from_numpy(x)
+    assert torch.equal(out, want)
+
+
+def test_read_only_array_without_warning() -> None:
+    x = np.random.default_rng(1).standard_normal(4000).astype(np.float32)
+    x.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = prepare_audio(x, 16000)
+    assert torch.equal(out, normalize_waveform(torch.from_numpy(x.copy())))
+
+
 def test_normalized_output_stats() -> None:
     out = prepare_audio(_stereo(48000), 48000)
     assert abs(float(out.mean())) < 1e-5 and abs(float(out.std(unbiased=False)) - 1) < 1e-3

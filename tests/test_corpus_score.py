@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -65,6 +67,35 @@ def test_store_sides_equal_the_stored_features_pairwise(tmp_path, model):
             assert abs(float(scores[a, v]) - expected) <= 1e-5 * max(1.0, abs(expected))
 
 
+def test_a_store_side_is_read_a_batch_at_a_time_with_the_same_result(tmp_path, model, monkeypatch):
+    from denseav.corpus import score as score_module
+
+    corpus = make_corpus(tmp_path / "corpus")
+    index(corpus, tmp_path / "store", model=model, progress=False)
+    store = FeatureStore.open(tmp_path / "store")
+    whole = score_matrix(store.items("image"), store.items("audio"), model=model, per_head=True)
+    monkeypatch.setattr(score_module, "_STORE_IMAGE_ROWS", 1)
+    monkeypatch.setattr(score_module, "_STORE_CLIP_ROWS", 2)
+    streamed = score_matrix(store, store, model=model, per_head=True)
+    torch.testing.assert_close(streamed, whole, rtol=0, atol=1e-6)
+
+
 def test_wrong_sides_and_missing_model_are_errors(model, media):
     with pytest.raises(InputError, match="needs model"):
         score_matrix(media[0], media[1])
+
+
+def test_masked_steps_equal_the_per_pair_path(model, media):
+    """Silent steps (every other one here) drop out of the mean exactly as in `denseav.similarity(...).score`."""
+    images, audios = media
+    enc_i = denseav.encode_image(images, model=model)
+    masked = []
+    for e in denseav.encode_audio(audios, model=model):
+        mask = e.features.mask.clone()
+        mask[:, 1::2] = False
+        masked.append(dataclasses.replace(e, features=dataclasses.replace(e.features, mask=mask)))
+    scores = score_matrix(enc_i, masked, model=model, per_head=True)
+    for a, clip in enumerate(masked):
+        for v, image in enumerate(enc_i):
+            expected = denseav.similarity(image, clip).score_per_head
+            torch.testing.assert_close(scores[a, v], expected, rtol=1e-5, atol=1e-5)

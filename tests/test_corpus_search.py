@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 import denseav
 from _corpus import make_corpus
@@ -95,3 +96,18 @@ def test_cli_index_search_batch_and_exit_codes(tmp_path, store, fixture_dir, cap
         main(["search", str(out), "-q"])  # no query: a usage error
     assert usage.value.code == 2
     assert main(["index", str(corpus), "--out", str(out), "--weights", str(fixture_dir), "--strict", "-q"]) == 1
+
+
+def test_a_float32_store_searches_like_its_float16_twin(tmp_path, store, model):
+    """Search reads the tensor_dtype column: a float32 store ranks by the float32 features it holds."""
+    corpus = store.path.parent / "corpus"
+    index(corpus, tmp_path / "f32", model=model, features_dtype="float32", progress=False)
+    f32 = FeatureStore.open(tmp_path / "f32")
+    query = denseav.encode_audio(str(corpus / "tone.wav"), model=model)
+    hits = f32.search(audio=query, k=3, model=model)
+    images = f32.items("image")
+    assert images[0].features.dtype == torch.float32
+    scores = score_matrix(images, [query], model=model)[0].tolist()
+    expected = sorted(zip(scores, [it.id for it in images]), key=lambda e: (-e[0], e[1]))[:3]
+    assert [h.id for h in hits] == [i for _, i in expected]
+    assert [h.score for h in hits] == pytest.approx([s for s, _ in expected], rel=1e-6)

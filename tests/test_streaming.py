@@ -49,3 +49,20 @@ def test_forward_stream_equals_forward_for_any_split(model, sizes):
     assert torch.allclose(streamed, whole, atol=1e-5)
     if whole_cls is not None:
         assert streamed_cls is not None and torch.allclose(streamed_cls, whole_cls, atol=1e-5)
+
+
+def test_windows_release_free_memory_and_whole_clips_do_not(model, monkeypatch):
+    # Heap pages go back to the OS before every block of every window (denseav.heap); the whole-clip path that the
+    # parity tests cover never calls it.
+    from denseav.modeling import audio_encoder
+
+    calls = []
+    monkeypatch.setattr(audio_encoder, "release_free_memory", lambda: calls.append(1))
+    monkeypatch.setattr(model, "audio_window_seconds", 3.0)
+    monkeypatch.setattr(model, "audio_window_overlap_seconds", 1.0)
+    enc = model.audio_encoder
+    with torch.inference_mode():
+        model.encode_audio(wave(2.5, seed=5))
+        assert calls == []
+        pieces = list(enc.stream(wave(8.2, seed=5), window_frames=150, overlap_frames=50))
+    assert len(calls) == len(pieces) * (len(enc.blocks) + 1)

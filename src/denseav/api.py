@@ -250,6 +250,11 @@ def encode_image(
     return done if is_batch else done[0]
 
 
+def _batch(waves: list[torch.Tensor]) -> torch.Tensor:
+    """[B, N] from equal-length waveforms; one clip is a view, not a copy (a 10-minute clip is 38 MB)."""
+    return waves[0][None] if len(waves) == 1 else torch.stack(waves)
+
+
 def _check_length(wave: torch.Tensor, need: int) -> None:
     n = wave.shape[-1]
     if n < need:
@@ -299,7 +304,7 @@ def encode_audio(
             n = waves[chunk[0]].shape[-1]
             windowed = window is not None and n > window * SAMPLE_RATE
             for part in _chunks(chunk, 1) if windowed else [chunk]:  # windowed clips go one at a time
-                feats = net.encode_audio(torch.stack([waves[i] for i in part]), demo_pooling=demo_pooling)
+                feats = net.encode_audio(_batch([waves[i] for i in part]), demo_pooling=demo_pooling)
                 times = net.audio_step_times(feats.features.shape[1]).float()
                 for i, one in zip(part, feats.unbind()):
                     out[i] = EncodedAudio(one, times, n / SAMPLE_RATE, net, waves[i])

@@ -308,7 +308,7 @@ def normalize_waveform(x: torch.Tensor) -> torch.Tensor:
     keeps the division finite)."""
     mean = x.mean(dim=-1, keepdim=True)
     var = x.var(dim=-1, keepdim=True, unbiased=False)
-    return (x - mean) / torch.sqrt(var + 1e-7)
+    return (x - mean).div_(torch.sqrt(var + 1e-7))  # one new buffer, not two: same values
 
 
 # ------------------------------------------------------------------------------------------- preparing
@@ -350,13 +350,16 @@ def _array_to_float32(audio: object) -> torch.Tensor:
                 f"audio array has dtype {audio.dtype}, whose full scale is ambiguous; pass int16/int32/uint8 PCM "
                 "or float samples (e.g. x.astype(np.float32) / 32768 for 16-bit audio)"
             )
-        # Native byte order and contiguity so torch.from_numpy accepts it; float64 is narrowed here.
+        # Native byte order and contiguity so torch.from_numpy accepts it; float64 is narrowed here. A float32
+        # array is used as it is (no copy): prepare_audio never writes into the caller's memory.
         a = np.ascontiguousarray(audio)
         if a.dtype.kind == "f":
-            a = a.astype(np.float32, copy=True)
+            a = a.astype(np.float32, copy=False)
         elif not a.dtype.isnative:
             a = a.astype(a.dtype.newbyteorder("="))
-        t = torch.from_numpy(a)
+        with warnings.catch_warnings():  # a read-only array is fine: nothing here writes into it
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            t = torch.from_numpy(a)
     elif isinstance(audio, torch.Tensor):
         t = audio.detach()
     else:
@@ -401,7 +404,7 @@ def _select_channel(x: torch.Tensor, channel: str | int) -> torch.Tensor:
     n_ch = x.shape[0]
     if isinstance(channel, str):
         if channel == "mix":
-            return x.mean(dim=0)
+            return x[0] if n_ch == 1 else x.mean(dim=0)  # the mean of one channel is that channel: no copy
         if channel == "first":
             return x[0]
         raise InputError(f"channel must be 'mix', 'first' or a channel index, got {channel!r}")
@@ -448,24 +451,30 @@ def prepare_audio(
     silent = bool(mono.max() == mono.min())
     if silent:
         _warn_silence(x, mono, channel, what)
-    source = audio if isinstance(audio, torch.Tensor) else None
     out = resample(mono, rate, SAMPLE_RATE)
+    # A long clip is copied at most once here: a float32 mono 16 kHz array is read in place, and the one new
+    # buffer (resampled, mixed or normalised) is then normalised in place.
     if normalize:
         # Silence normalises to exactly zero (not to float noise from mean rounding, nor resampling edge ripple).
         if silent:
             out = torch.zeros_like(out)
-        elif out is mono or _shares_memory(out, source):
+        elif out is mono or _shares_memory(out, audio):
             out = normalize_waveform(out)  # never modify the caller's data
         else:
             out = normalize_waveform_(out)  # in place: no extra copies of a long clip
     out = out.contiguous()
-    if _shares_memory(out, source):
-        out = out.clone()  # never hand back a view of the caller's tensor
+    if _shares_memory(out, audio):
+        out = out.clone()  # never hand back a view of the caller's data
     return out
 
 
-def _shares_memory(x: torch.Tensor, source: torch.Tensor | None) -> bool:
-    return source is not None and x.untyped_storage().data_ptr() == source.untyped_storage().data_ptr()
+def _shares_memory(x: torch.Tensor, source: object) -> bool:
+    """Whether `x` lies in the memory of the caller's `source` (a tensor or a numpy array; a path never)."""
+    if isinstance(source, torch.Tensor):
+        return x.untyped_storage().data_ptr() == source.untyped_storage().data_ptr()
+    if isinstance(source, np.ndarray) and x.device.type == "cpu":
+        return bool(np.may_share_memory(x.detach().numpy(), source))  # overlapping address ranges
+    return False
 
 
 def _load_channels(audio: AudioLike, sample_rate: int | None) -> tuple[torch.Tensor, int, str]:
@@ -491,6 +500,8 @@ def _load_channels(audio: AudioLike, sample_rate: int | None) -> tuple[torch.Ten
 
 
 def _check_finite(x: torch.Tensor) -> None:
+    if bool(torch.isfinite(x).all()):
+        return
     n_bad = int((~torch.isfinite(x)).sum())
     if n_bad:
         n_nan = int(torch.isnan(x).sum())

@@ -1,14 +1,14 @@
 """`score_matrix`: the original's score for every (clip, image) pair, from features encoded once.
 
-Each clip meets a chunk of images through the model's own forward pass (`DenseAV.forward`: the clip broadcasts
-over the chunk) and `similarity.score` (element-wise max over heads, max over space, masked mean over time; the spec's
-section 5), so the numbers are the ones `ground(...).score` gives. Chunks are sized so the similarity volume
-and its temporaries stay under `max_memory` bytes whatever the number of pairs.
+The aggregation is the original's (`Similarity.score`: element-wise max over heads, max over space, masked mean
+over time; the spec's section 5), computed by the fused scorer (`fused.py`: one matrix product per head for many
+clips and images, no similarity volumes), so the numbers are the ones `ground(...).score` gives to within float32
+rounding. Work goes in slices and tiles that keep extra memory under `max_memory` whatever the number of pairs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,15 +16,13 @@ import torch
 
 from ..api import EncodedAudio, EncodedImage, encode_audio, encode_image
 from ..errors import InputError
-from ..modeling import AudioFeatures, DenseAV, ImageFeatures
+from ..modeling import DenseAV
+from .fused import TILE_BYTES, ClipBatch, FusedScorer, ImageBatch
 from .store import FeatureStore, StoredItem
 
+# Bytes score_matrix may hold besides its inputs and its result (batches of copied features and the fused
+# scorer's tiles); well under the 1 GB the corpus design allows whatever the number of pairs.
 DEFAULT_MAX_MEMORY = 512 * 1024**2
-# Bytes per float32 element of one pair's similarity volume held at once: the product, the masked copy and the
-# head maximum of the aggregation (measured on the CPU path; the GPU path holds the same tensors).
-_VOLUME_COPIES = 3
-# Clips of one length scored in one forward pass (fewer passes over each image stack; see score_features).
-_CLIPS_PER_CALL = 16
 
 
 @dataclass(frozen=True)
@@ -39,8 +37,6 @@ class _Features:
 
 
 def _image_side(images: Any, model: DenseAV) -> list[_Features]:
-    if isinstance(images, FeatureStore):
-        return [_Features(it.features, it.cls, it.grid) for it in images.items("image")]
     items = list(images) if isinstance(images, (list, tuple)) else [images]
     raw = [i for i, x in enumerate(items) if not isinstance(x, (EncodedImage, StoredItem))]
     if raw:
@@ -59,8 +55,6 @@ def _image_side(images: Any, model: DenseAV) -> list[_Features]:
 
 
 def _audio_side(audios: Any, model: DenseAV) -> list[_Features]:
-    if isinstance(audios, FeatureStore):
-        return [_Features(it.features, it.cls, mask=it.mask) for it in audios.items("audio")]
     items = list(audios) if isinstance(audios, (list, tuple)) else [audios]
     raw = [i for i, x in enumerate(items) if not isinstance(x, (EncodedAudio, StoredItem))]
     if raw:
@@ -86,34 +80,44 @@ def score_features(
     per_head: bool = False,
     max_memory: int = DEFAULT_MAX_MEMORY,
 ) -> torch.Tensor:
-    """[A, V] (or [A, V, K]) float32 scores of already-encoded features; see `score_matrix`."""
+    """[A, V] (or [A, V, K]) float32 scores of already-encoded features; see `score_matrix`.
+
+    Clips are copied into batches of at most a quarter of `max_memory` (images are not copied: the fused scorer
+    converts them a tile at a time); the scorer's tiles take at most another quarter.
+    """
     k = model.config.num_heads
     out = torch.empty((len(audios), len(images), k) if per_head else (len(audios), len(images)))
     if not images or not audios:
         return out
-    # Clips of one length are laid side by side in time and meet the images in one forward pass, so each image
-    # stack is rearranged once for many clips (the per-step similarity does not care). Not for models whose
-    # similarity adds a per-clip cls term: there each clip goes alone.
-    together = 1 if model.similarity.use_cls else _CLIPS_PER_CALL
-    image_groups = _indices_by(images, lambda f: f.grid)
-    clip_groups = _indices_by(audios, lambda f: f.features.shape[0])
-    with torch.inference_mode():
-        for grid, members in image_groups.items():
-            n = grid[0] * grid[1]
-            for steps, clips in clip_groups.items():
-                per_call = min(together, len(clips))
-                per_image = 4 * (
-                    _VOLUME_COPIES * k * per_call * steps * n + 2 * n * images[members[0]].features.shape[1]
-                )
-                chunk = max(1, max_memory // per_image)
-                for lo in range(0, len(members), chunk):
-                    idx = members[lo : lo + chunk]
-                    stack = _stack(images, idx, grid, model.device)
-                    for c0 in range(0, len(clips), per_call):
-                        part = clips[c0 : c0 + per_call]
-                        scores = _clips_vs_images(model, stack, [audios[a] for a in part], per_head)
-                        out[torch.tensor(part)[:, None], torch.tensor(idx)] = scores.cpu()
+    scorer = FusedScorer(model.similarity, model.device, tile_bytes=min(TILE_BYTES, max_memory // 4))
+    for clip_idx in _clip_slices(audios, max_memory // 4):
+        clips = ClipBatch.of([(audios[a].features, _mask(audios[a]), audios[a].cls) for a in clip_idx])
+        rows = torch.tensor(clip_idx)[:, None]
+        for members in _indices_by(images, lambda f: f.features.shape).values():
+            per_batch = max(1, (max_memory // 4) // images[members[0]].features.nbytes)
+            for lo in range(0, len(members), per_batch):
+                idx = members[lo : lo + per_batch]
+                out[rows, torch.tensor(idx)] = scorer(_image_batch([images[v] for v in idx]), clips, per_head=per_head)
     return out
+
+
+def _mask(clip: _Features) -> torch.Tensor:
+    assert clip.mask is not None, "a clip's _Features carry its mask"
+    return clip.mask
+
+
+def _clip_slices(audios: Sequence[_Features], max_bytes: int) -> Iterator[list[int]]:
+    """Consecutive clip indices whose features take at most `max_bytes` together (at least one clip)."""
+    part: list[int] = []
+    size = 0
+    for a, clip in enumerate(audios):
+        if part and size + clip.features.nbytes > max_bytes:
+            yield part
+            part, size = [], 0
+        part.append(a)
+        size += clip.features.nbytes
+    if part:
+        yield part
 
 
 def _indices_by(items: Sequence[_Features], key: Callable[[_Features], Any]) -> dict[Any, list[int]]:
@@ -123,35 +127,11 @@ def _indices_by(items: Sequence[_Features], key: Callable[[_Features], Any]) -> 
     return groups
 
 
-def _stack(images: Sequence[_Features], idx: list[int], grid: tuple[int, int], device: torch.device) -> ImageFeatures:
-    feats = torch.stack([images[v].features for v in idx]).to(device, torch.float32)
-    cls = None
-    if images[idx[0]].cls is not None:
-        cls = torch.stack([images[v].cls for v in idx]).to(device, torch.float32)  # type: ignore[misc]
-    return ImageFeatures(feats, cls, grid)
-
-
-def _clips_vs_images(model: DenseAV, images: ImageFeatures, clips: list[_Features], per_head: bool) -> torch.Tensor:
-    """[len(clips), V] (or [.., K]) scores of equally long clips against a stack of images: the model's forward
-    pass (the clips concatenated in time, broadcast over the images) and its aggregation, clip by clip."""
-    device = images.features.device
-    steps = clips[0].features.shape[0]
-    feats = torch.cat([c.features for c in clips]).to(device, torch.float32)[None]
-    mask = torch.cat([c.mask for c in clips if c.mask is not None]).to(device)[None]
-    cls = clips[0].cls if len(clips) == 1 else None  # one clip: its cls; several: only for cls-free similarity
-    audio = AudioFeatures(feats, None if cls is None else cls.to(device, torch.float32)[None], mask)
-    volume = model(images, audio).flatten(-2)  # [V, K, clips * T, h * w]
-    v = len(images)
-    return torch.stack(
-        [
-            model.similarity.score(
-                volume[:, :, i * steps : (i + 1) * steps],
-                mask[:, i * steps : (i + 1) * steps].expand(v, -1),
-                per_head=per_head,
-            )
-            for i in range(len(clips))
-        ]
-    )
+def _image_batch(images: Sequence[_Features]) -> ImageBatch:
+    """Images of one shape as a batch (features not copied); the cls vectors stacked when every image has one."""
+    cls = [f.cls for f in images]
+    stacked = None if any(c is None for c in cls) else torch.stack(cls)  # type: ignore[arg-type]
+    return ImageBatch([f.features for f in images], stacked)
 
 
 def score_matrix(
@@ -168,8 +148,9 @@ def score_matrix(
         inputs (paths, arrays; encoded once here), or a `FeatureStore` (all its images and frames, or all its
         sound windows, in store order).
     model: needed to encode raw inputs and for the similarity; defaults to a store's own model.
-    max_memory: bytes the similarity volumes may hold at once (default 512 MB); inputs are not counted.
-    Equal to `ground(image, audio).score` for each pair (the same code runs), at the cost of A + V encodings.
+    max_memory: bytes of working memory besides the inputs and the result (default 512 MB); a store side is read a
+        batch at a time, so a store counts as input only by the batch in memory.
+    Equal to `ground(image, audio).score` for each pair (within 1e-5), at the cost of A + V encodings.
     """
     if model is None:
         store = images if isinstance(images, FeatureStore) else audios if isinstance(audios, FeatureStore) else None
@@ -179,6 +160,36 @@ def score_matrix(
     for side in (images, audios):
         if isinstance(side, FeatureStore):
             side.check_model_of(model)
-    return score_features(
-        model, _image_side(images, model), _audio_side(audios, model), per_head=per_head, max_memory=max_memory
-    )
+    image_side = images if isinstance(images, FeatureStore) else _image_side(images, model)
+    audio_side = audios if isinstance(audios, FeatureStore) else _audio_side(audios, model)
+    k = model.config.num_heads
+    a_count, v_count = _count(audio_side, "audio"), _count(image_side, "image")
+    out = torch.empty((a_count, v_count, k) if per_head else (a_count, v_count))
+    a0 = 0
+    for clips in _chunks(audio_side, "audio", _STORE_CLIP_ROWS):
+        v0 = 0
+        for frames in _chunks(image_side, "image", _STORE_IMAGE_ROWS):
+            scores = score_features(model, frames, clips, per_head=per_head, max_memory=max_memory)
+            out[a0 : a0 + len(clips), v0 : v0 + len(frames)] = scores
+            v0 += len(frames)
+        a0 += len(clips)
+    return out
+
+
+# A store side is read this many items at a time (about 40 MB of float16 features either way for the published
+# models), so memory stays bounded whatever the store's size; the image side is re-read once per clip chunk.
+_STORE_IMAGE_ROWS = 64
+_STORE_CLIP_ROWS = 1024
+
+
+def _count(side: FeatureStore | list[_Features], kind: str) -> int:
+    return side.table(["id"], kind=kind).num_rows if isinstance(side, FeatureStore) else len(side)
+
+
+def _chunks(side: FeatureStore | list[_Features], kind: str, rows: int) -> Iterator[list[_Features]]:
+    """A list side whole; a store side a batch of stored items at a time."""
+    if not isinstance(side, FeatureStore):
+        yield side
+        return
+    for batch in side.batches(kind, batch_rows=rows):
+        yield [_Features(it.features, it.cls, it.grid, it.mask) for it in batch]

@@ -5,22 +5,27 @@ from __future__ import annotations
 
 import heapq
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 import torch
 
 from ..api import EncodedAudio, EncodedImage, ImageSize, encode_audio, encode_image, similarity
 from ..errors import InputError
 from ..image import MAX_LONG_SIDE
 from ..modeling import DenseAV
+from .columns import clip_batch, image_batches
+from .fused import ClipBatch, FusedScorer, ImageBatch
 from .peaks import HeadPeak, head_peaks
-from .score import _Features, score_features
 from .store import FeatureStore, StoredItem
 
-# Stored items scored per step: 128 full-size frames are about 77 MB of float16 features (plus Arrow's copy).
-_BATCH_ROWS = 128
+# Stored items scored per step: 256 full-size frames are 154 MB of float16 features, read in place from Arrow's
+# buffer (the fused scorer converts a tile at a time); enough rows that per-batch overhead is small.
+_BATCH_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,8 @@ def search(
     image_size: ImageSize = "model",
 ) -> list[SearchHit]:
     """The `k` best stored matches of one query, best first (ties by id). The query is encoded with the store's
-    model (or `model`, which must hold the same weights); the store is read one batch at a time."""
+    model (or `model`, which must hold the same weights); the store is read one Arrow batch at a time (memory
+    stays flat in its size) and scored by the fused scorer (`fused.py`), as `score_matrix` scores."""
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
         raise InputError(f"k must be a positive number of results, got {k!r}")
     if store.options.preprocess != "standard":  # centre crops and padded clips: peaks and spans would be wrong
@@ -111,33 +117,57 @@ def search(
         )
     net = store.load_model(model, device=device, dtype=dtype)
     query = encode_query(net, audio, image, sample_rate, channel, normalize, image_size)
-    if isinstance(query, EncodedAudio):
-        a = query.features
-        side = _Features(a.features[0], None if a.cls is None else a.cls[0], mask=a.mask[0])
-        target = "image"
-    else:
-        i = query.features
-        side = _Features(i.features[0], None if i.cls is None else i.cls[0], i.grid)
-        target = "audio"
-    best: list[tuple[float, tuple[int, ...], StoredItem]] = []  # a min-heap of the k best so far
-    for batch in store.batches(target, batch_rows=_BATCH_ROWS):
-        stored = [_Features(it.features, it.cls, it.grid, it.mask) for it in batch]
-        if target == "image":
-            scores = score_features(net, stored, [side])[0]
-        else:
-            scores = score_features(net, [side], stored)[:, 0]
-        for it, s in zip(batch, scores.tolist()):
-            entry: tuple[float, tuple[int, ...], StoredItem] = (s, _reverse(it.id), it)
-            if len(best) < k:
-                heapq.heappush(best, entry)
-            elif entry[:2] > best[0][:2]:
-                heapq.heapreplace(best, entry)
+    target = "image" if isinstance(query, EncodedAudio) else "audio"
+    best = _top_k(net, store, query, target, k)
     if not best:
         raise InputError(
             f"{store.path} holds no {'images or frames' if target == 'image' else 'sound windows'} to search"
         )
     ranked = sorted(best, key=lambda e: (-e[0], e[2].id))
     return [_hit(net, query, rank, s, it) for rank, (s, _, it) in enumerate(ranked, 1)]
+
+
+def _top_k(
+    net: DenseAV, store: FeatureStore, query: EncodedAudio | EncodedImage, target: str, k: int
+) -> list[tuple[float, tuple[int, ...], StoredItem]]:
+    """A min-heap of the `k` best (score, reversed id, item) of `target` items. The store is scanned in Arrow
+    batches scored by the fused scorer; only the rows that enter the heap become `StoredItem`s."""
+    best: list[tuple[float, tuple[int, ...], StoredItem]] = []
+    score = _batch_scorer(net, query)
+    for batch in store.record_batches(target, batch_rows=_BATCH_ROWS):
+        scores = score(batch)
+        ids = batch.column("id")
+        for row in np.argsort(-scores, kind="stable"):  # best first, so the scan of a batch stops early
+            s = float(scores[row])
+            if len(best) == k and s < best[0][0]:
+                break
+            key = _reverse(ids[row].as_py())
+            if len(best) == k and (s, key) <= best[0][:2]:
+                continue
+            entry = (s, key, StoredItem.from_row(batch.slice(int(row), 1).to_pylist()[0]))
+            if len(best) < k:
+                heapq.heappush(best, entry)
+            else:
+                heapq.heapreplace(best, entry)
+    return best
+
+
+def _batch_scorer(net: DenseAV, query: EncodedAudio | EncodedImage) -> Callable[[pa.RecordBatch], np.ndarray]:
+    """A function from a record batch of stored items to their float32 scores against `query` [rows]."""
+    scorer = FusedScorer(net.similarity, net.device)
+    if isinstance(query, EncodedAudio):
+        a = query.features
+        clip = ClipBatch.of([(a.features[0], a.mask[0], None if a.cls is None else a.cls[0])])
+
+        def against_images(batch: pa.RecordBatch) -> np.ndarray:
+            scores = np.empty(len(batch), np.float32)
+            for rows, images in image_batches(batch):
+                scores[rows] = scorer(images, clip)[0].numpy()
+            return scores
+
+        return against_images
+    image = ImageBatch(query.features.features, query.features.cls)
+    return lambda batch: scorer(image, clip_batch(batch))[:, 0].numpy()
 
 
 def _reverse(text: str) -> tuple[int, ...]:

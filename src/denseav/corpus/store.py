@@ -255,18 +255,29 @@ class FeatureStore:
         filt = None if kind is None else ds.field("kind") == kind
         return self._dataset("items").to_table(columns=columns, filter=filt)
 
+    def record_batches(
+        self, kind: str | None = None, *, batch_rows: int = 512, ids: list[str] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """The items table (of `kind`, with one of `ids`) as Arrow record batches of at most `batch_rows` rows.
+
+        One shard is read ahead at most, so memory stays flat in the store's size (a shard of full-size frames
+        is a few hundred MB; see `_BATCH_ROWS` in search.py for how readers size their batches)."""
+        filt = None if kind is None else ds.field("kind") == kind
+        if ids is not None:
+            wanted = ds.field("id").isin(ids)
+            filt = wanted if filt is None else filt & wanted
+        scan = self._dataset("items").to_batches(
+            filter=filt, batch_size=batch_rows, batch_readahead=1, fragment_readahead=1
+        )
+        return (batch for batch in scan if batch.num_rows)
+
     def batches(
         self, kind: str | None = None, *, batch_rows: int = 512, ids: list[str] | None = None
     ) -> Iterator[list[StoredItem]]:
         """Items (of `kind`, with one of `ids`) in batches of at most `batch_rows`, one shard read at a time
         (memory stays flat)."""
-        filt = None if kind is None else ds.field("kind") == kind
-        if ids is not None:
-            wanted = ds.field("id").isin(ids)
-            filt = wanted if filt is None else filt & wanted
-        for batch in self._dataset("items").to_batches(filter=filt, batch_size=batch_rows):
-            if batch.num_rows:
-                yield [StoredItem.from_row(r) for r in batch.to_pylist()]
+        for batch in self.record_batches(kind, batch_rows=batch_rows, ids=ids):
+            yield [StoredItem.from_row(r) for r in batch.to_pylist()]
 
     def items(self, kind: str | None = None) -> list[StoredItem]:
         return [it for batch in self.batches(kind) for it in batch]

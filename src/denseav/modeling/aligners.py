@@ -131,7 +131,10 @@ class Aligner(nn.Module):
             if usable:
                 y, local_cls = self._run(local, x[:, :usable], cls)
                 reduced.append(y)
-            carry = x[:, usable:]
+            # Copied out (fewer than `factor` frames) and the piece dropped, so no piece-sized buffer is held
+            # while the source produces the next one (see AudioEncoder.stream).
+            carry = x[:, usable:].clone()
+            del piece, x
         if not reduced:  # too short for one step: an empty sequence, and the cls through the local stages
             if carry is None:
                 raise ValueError("forward_stream needs at least one piece")

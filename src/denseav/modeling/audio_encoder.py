@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..heap import release_free_memory
 from .layers import Linear
 from .transformer import Block
 
@@ -156,11 +157,15 @@ class AudioEncoder(nn.Module):
         """[B, N] waveform -> [B, C, T] output of the convolutional feature encoder."""
         return self.feature_encoder(waveform).transpose(1, 2)
 
-    def _encode(self, waveform: torch.Tensor) -> torch.Tensor:
+    def _encode(self, waveform: torch.Tensor, *, release_memory: bool = False) -> torch.Tensor:
+        """`release_memory`: hand the heap's free pages back to the OS before each block (see heap.py), so that
+        a window's resident size is what it holds, not what earlier windows' temporaries left fragmented."""
         x = self.feature_encoder(waveform)
         x = self.projection(self.projection_norm(x))
         x = x + self.pos_conv(x)
         for block in self.blocks:
+            if release_memory:
+                release_free_memory()
             x = block(x)
         return self.norm(x)
 
@@ -203,7 +208,8 @@ class AudioEncoder(nn.Module):
         total = torch.zeros(0, 1, device=waveform.device)
         done = 0  # frames already yielded; acc / total hold the weighted sums of frames done, done + 1, ...
         for i, (s, end) in enumerate(zip(starts, ends)):
-            y = self._encode(waveform[:, s * hop : (s + window_frames - 1) * hop + field]).float()
+            y = self._encode(waveform[:, s * hop : (s + window_frames - 1) * hop + field], release_memory=True)
+            y = y.float()
             w = torch.ones(window_frames, 1, dtype=torch.float32, device=waveform.device)
             if i > 0:
                 w[:overlap_frames, 0] = ramp
@@ -214,5 +220,12 @@ class AudioEncoder(nn.Module):
             total = torch.cat([total, total.new_zeros(grow, 1)])
             acc[:, s - done :] += y * w
             total[s - done :] += w
-            yield acc[:, : end - done] / total[: end - done]
-            acc, total, done = acc[:, end - done :], total[end - done :], end
+            del y  # nothing window-sized may outlive its window (see below)
+            finished = acc[:, : end - done] / total[: end - done]
+            acc, total, done = acc[:, end - done :].clone(), total[end - done :].clone(), end
+            yield finished
+            # The consumer has reduced the piece. While the next window is encoded only the overlap tail (cloned,
+            # so its window-sized base is freed) stays, and the freed heap pages go back to the OS: without both,
+            # blocks that outlive a window fragment the heap and the process grew by ~10 MB a window (heap.py).
+            del finished
+            release_free_memory()

@@ -53,7 +53,7 @@ class Similarity(nn.Module):
         v = rearrange(image.float(), "b n (k c) -> b k c n", k=k)
         sims = a @ v
         if audio_mask is not None:
-            sims = sims * audio_mask[:, None, :, None].to(sims.dtype)
+            sims.mul_(audio_mask[:, None, :, None])  # in place: a second volume-sized buffer is not needed
         if self.use_cls:
             if image_cls is None or audio_cls is None:
                 raise ValueError("this model's similarity uses the cls term but a cls feature is missing")
