@@ -16,7 +16,7 @@ import torch
 
 from ..api import EncodedAudio, EncodedImage, encode_audio, encode_image
 from ..errors import InputError
-from ..modeling import DenseAV
+from ..modeling import DenseAV, ImageFeatures
 from .fused import TILE_BYTES, ClipBatch, FusedScorer, ImageBatch
 from .store import FeatureStore, StoredItem
 
@@ -36,40 +36,34 @@ class _Features:
     mask: torch.Tensor | None = None
 
 
-def _image_side(images: Any, model: DenseAV) -> list[_Features]:
-    items = list(images) if isinstance(images, (list, tuple)) else [images]
-    raw = [i for i, x in enumerate(items) if not isinstance(x, (EncodedImage, StoredItem))]
-    if raw:
-        for i, e in zip(raw, encode_image([items[i] for i in raw], model=model)):
-            items[i] = e
-    out = []
-    for x in items:
-        if isinstance(x, StoredItem):
-            if x.kind != "image":
-                raise InputError(f"{x.id} is a sound window; pass it on the audio side")
-            out.append(_Features(x.features, x.cls, x.grid))
-        else:
-            f = x.features
-            out.append(_Features(f.features[0], None if f.cls is None else f.cls[0], f.grid))
-    return out
+# Per side: its encoded type, the function that encodes raw inputs, and what its items are called.
+_SIDES: dict[str, tuple[type, Callable[..., Any], str]] = {
+    "image": (EncodedImage, encode_image, "an image or frame"),
+    "audio": (EncodedAudio, encode_audio, "a sound window"),
+}
 
 
-def _audio_side(audios: Any, model: DenseAV) -> list[_Features]:
-    items = list(audios) if isinstance(audios, (list, tuple)) else [audios]
-    raw = [i for i, x in enumerate(items) if not isinstance(x, (EncodedAudio, StoredItem))]
+def _side(side: Any, model: DenseAV, kind: str) -> list[_Features]:
+    """One side's items as _Features; raw inputs (paths, arrays) are encoded here, together, once."""
+    encoded_type, encode, _ = _SIDES[kind]
+    items = list(side) if isinstance(side, (list, tuple)) else [side]
+    raw = [i for i, x in enumerate(items) if not isinstance(x, (encoded_type, StoredItem))]
     if raw:
-        for i, e in zip(raw, encode_audio([items[i] for i in raw], model=model)):
+        for i, e in zip(raw, encode([items[i] for i in raw], model=model)):
             items[i] = e
-    out = []
-    for x in items:
-        if isinstance(x, StoredItem):
-            if x.kind != "audio":
-                raise InputError(f"{x.id} is an image or frame; pass it on the image side")
-            out.append(_Features(x.features, x.cls, mask=x.mask))
-        else:
-            f = x.features
-            out.append(_Features(f.features[0], None if f.cls is None else f.cls[0], mask=f.mask[0]))
-    return out
+    return [_features_of(x, kind) for x in items]
+
+
+def _features_of(x: EncodedImage | EncodedAudio | StoredItem, kind: str) -> _Features:
+    if isinstance(x, StoredItem):
+        if x.kind != kind:
+            raise InputError(f"{x.id} is {_SIDES[x.kind][2]}; pass it on the {x.kind} side")
+        return _Features(x.features, x.cls, x.grid, x.mask)
+    f = x.features
+    cls = None if f.cls is None else f.cls[0]
+    if isinstance(f, ImageFeatures):
+        return _Features(f.features[0], cls, f.grid)
+    return _Features(f.features[0], cls, mask=f.mask[0])
 
 
 def score_features(
@@ -160,8 +154,8 @@ def score_matrix(
     for side in (images, audios):
         if isinstance(side, FeatureStore):
             side.check_model_of(model)
-    image_side = images if isinstance(images, FeatureStore) else _image_side(images, model)
-    audio_side = audios if isinstance(audios, FeatureStore) else _audio_side(audios, model)
+    image_side = images if isinstance(images, FeatureStore) else _side(images, model, "image")
+    audio_side = audios if isinstance(audios, FeatureStore) else _side(audios, model, "audio")
     k = model.config.num_heads
     a_count, v_count = _count(audio_side, "audio"), _count(image_side, "image")
     out = torch.empty((a_count, v_count, k) if per_head else (a_count, v_count))
