@@ -85,6 +85,13 @@ def test_wrong_sides_and_missing_model_are_errors(model, media):
         score_matrix(media[0], media[1])
 
 
+def test_a_stored_item_on_the_wrong_side_is_named(tmp_path, model, media):
+    index(media[0], tmp_path / "store", model=model, progress=False)
+    stored_image = FeatureStore.open(tmp_path / "store").items("image")[0]
+    with pytest.raises(InputError, match=r"is an image or frame; pass it on the image side"):
+        score_matrix([stored_image], [stored_image], model=model)
+
+
 def test_masked_steps_equal_the_per_pair_path(model, media):
     """Silent steps (every other one here) drop out of the mean exactly as in `denseav.similarity(...).score`."""
     images, audios = media
