@@ -21,7 +21,7 @@ from PIL import Image
 
 from ..audio import SAMPLE_RATE
 from ..errors import InputError, InputTypeError
-from ..image import ImageGeometry, maps_to_original
+from ..image import ImageGeometry, PixelSampler
 from ..media import (
     VIDEO_SUFFIXES,
     VideoWriter,
@@ -109,6 +109,7 @@ class FramePainter:
     ):
         self.names, self.colors, self.layout, self.size = list(names), list(colors), layout, size
         self.rng, self.style, self.geometry = rng, style, geometry
+        self._sampler = PixelSampler(geometry)  # keeps the sampling grid: the maps change, the geometry does not
         self.panels = _panels(layout, len(self.names))
         self._key: object = None
         self._layers: list[ColourLayer] = []
@@ -130,7 +131,7 @@ class FramePainter:
         onto the picture's pixels only when the moment changes."""
         if key != self._key:
             h, w = self.size
-            m = maps_to_original(grid, self.geometry)[:, :h, :w]
+            m = self._sampler(grid)[:, :h, :w]
             if self.layout == "combined":
                 self._layers = [self.style.layer(m, self.rng, self.colors)]
             else:
