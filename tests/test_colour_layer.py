@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from denseav.errors import InputError
-from denseav.render import blend, colour_layer, display_range
+from denseav.render import blend, colors, colour_layer, display_range
 from denseav.render.colors import ColourLayer
 
 COLOURS = [(255, 40, 40), (40, 140, 255), (40, 200, 70)]
@@ -83,7 +83,7 @@ def smooth_maps(heads: int, size: tuple[int, int], seed: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("heads", [1, 2, 3])
 @pytest.mark.parametrize("winner_take_all", [True, False])
-@pytest.mark.parametrize("size", [(37, 53), (64, 700), (5, 1)])
+@pytest.mark.parametrize("size", [(37, 53), (300, 701), (5, 1)])
 def test_random_maps(heads, winner_take_all, size):
     g = torch.Generator().manual_seed(heads * 10 + size[0])
     for maps in (torch.rand(heads, *size, generator=g) * 3 - 1, smooth_maps(heads, size, heads)):
@@ -110,6 +110,16 @@ def test_flat_heads_and_ties():
     rng = display_range(tied)
     rng[0, 1] = rng[0, 0]  # a range given as flat
     assert_same(tied, rng, COLOURS[:2])
+
+
+def test_bands_taking_different_paths(monkeypatch):
+    """Small bands: some hold ties (every head composited), the others one head per pixel."""
+    monkeypatch.setattr(colors, "_BAND_PIXELS", 256)
+    tied = smooth_maps(1, (40, 50), 9).expand(3, 40, 50).clone()
+    tied[1, 13:] -= 1
+    tied[2, :27] -= 2
+    for winner_take_all in (True, False):
+        assert_same(tied, display_range(tied), COLOURS, winner_take_all=winner_take_all)
 
 
 def test_nothing_and_everything_coloured():

@@ -158,7 +158,7 @@ def colour_layer(
 
 
 # Pixels per band of `colour_layer`: the few float planes it keeps for a band fit in a core's cache.
-_BAND_PIXELS = 1 << 14
+_BAND_PIXELS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -218,9 +218,10 @@ def _fill_band(a: np.ndarray, palette: np.ndarray, keep: np.ndarray, offset: np.
         np.rint(premult, out=premult)
         np.minimum(premult, cap, out=premult)
         premult += 128  # rounds to nearest in `blend`
-        offset[..., c] = premult
-    np.subtract(256, a256, out=a256)
-    keep[...] = a256[..., None]
+        offset[..., c] = premult.astype(np.uint16)  # converted first: a strided uint16 copy is the cheap part
+    kept = np.subtract(256, a256, out=a256).astype(np.uint16)
+    for c in range(3):  # plane by plane: numpy broadcasts [h, w, 1] into [h, w, 3] several times slower
+        keep[..., c] = kept
 
 
 def _overlapping(a: np.ndarray) -> bool:
