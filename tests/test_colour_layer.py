@@ -130,6 +130,9 @@ def test_nothing_and_everything_coloured():
     assert everything.box == (0, 33, 0, 45)
     rgb = np.full((33, 45, 3), 77, np.uint8)
     assert np.array_equal(blend(rgb, nothing), rgb)
+    assert assert_same(torch.zeros(0, 6, 7), torch.zeros(0, 2), []).box is None  # no head
+    for empty in ((2, 0, 7), (2, 6, 0)):
+        assert assert_same(torch.zeros(*empty), torch.tensor([[0.0, 1.0]] * 2), COLOURS[:2]).box is None
 
 
 def test_a_small_spot_blends_only_its_box():

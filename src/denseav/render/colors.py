@@ -151,7 +151,7 @@ def colour_layer(
     offset = np.empty((h, w, 3), np.uint16)
     rows = max(1, _BAND_PIXELS // max(1, w))
     with np.errstate(invalid="ignore"):  # NaN maps: see _over_band
-        for top in range(0, h, rows):
+        for top in range(0, h if w else 0, rows):
             band = slice(top, top + rows)
             _fill_band(ramp(raw[:, band]), palette, keep[band], offset[band])
     return ColourLayer(keep, offset, _changed_box(keep))
@@ -205,7 +205,8 @@ def _fill_band(a: np.ndarray, palette: np.ndarray, keep: np.ndarray, offset: np.
     maps, the steps run as written (`_over_band`)."""
     k = a.shape[0]
     opacity = a[0] if k == 1 else a.sum(axis=0)  # a sum of one non-zero term and zeros is that term, exactly
-    if (k > 1 and _overlapping(a)) or bool(np.isnan(opacity).any()):
+    # (With no head at all the loop of `_over_band` gives the empty layer.)
+    if k == 0 or (k > 1 and _overlapping(a)) or bool(np.isnan(opacity).any()):
         _over_band(a, palette, keep, offset)
         return
     a256 = np.rint(opacity * 256)
