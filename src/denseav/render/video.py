@@ -227,8 +227,9 @@ def render_video(
         only if the PyAV build has no H.264 encoder (see `media.video_encoder`).
     source_path: the video `vg` was computed from (None: `vg.source.path`).
     The output path is checked before any decoding (OutputError: wrong suffix, missing folder, the input).
-    Cost: decoding, blending and encoding, no model. About 60 ms per 1080p frame on a 2-core CPU (a 10-minute
-    30 fps video: ~20 minutes); memory does not grow with the length.
+    Cost: decoding, blending and encoding, no model; memory does not grow with the length. On a busy 2-core
+    CPU a 1080p frame cost ~130 ms, most of it x264 (~80 ms at `veryfast`); the colour layer (~100 ms with
+    its upsampling) is made once per analysed frame and blending is ~12 ms (benchmarks/render_bench.py).
     """
     src = Path(os.fspath(source_path if source_path is not None else vg.source.path))
     out = check_output_path(out_path, suffixes=VIDEO_SUFFIXES, what="output video", inputs=[src])
