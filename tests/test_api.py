@@ -208,6 +208,19 @@ def test_aligner_chunking_is_exact(model, monkeypatch):
     assert torch.allclose(whole.features.cls, chunked.features.cls, atol=1e-5)
 
 
+def test_mlp_row_slices_are_exact(model, monkeypatch):
+    # Every transformer MLP (image, audio, aligner) takes long inputs in slices of rows; the values must not move.
+    from denseav.modeling.transformer import MLP
+
+    image = denseav.encode_image(FOLDER / "image.png", model=model).features
+    audio = denseav.encode_audio(noise(4.0, seed=13), sample_rate=16000, model=model).features
+    monkeypatch.setattr(MLP, "chunk_rows", 7)
+    sliced_image = denseav.encode_image(FOLDER / "image.png", model=model).features
+    sliced_audio = denseav.encode_audio(noise(4.0, seed=13), sample_rate=16000, model=model).features
+    assert torch.allclose(image.features, sliced_image.features, atol=1e-5)
+    assert torch.allclose(audio.features, sliced_audio.features, atol=1e-5)
+
+
 # ------------------------------------------------------------------------------ encodings know their model
 
 

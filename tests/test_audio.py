@@ -463,3 +463,43 @@ def test_read_only_array_without_warning() -> None:
 def test_normalized_output_stats() -> None:
     out = prepare_audio(_stereo(48000), 48000)
     assert abs(float(out.mean())) < 1e-5 and abs(float(out.std(unbiased=False)) - 1) < 1e-3
+
+
+# ----------------------------------------------------------------- files are reduced to one channel as they decode
+
+
+@pytest.mark.parametrize("channel", ["mix", "first", 1, -1])
+def test_file_reduced_while_decoding_equals_the_decoded_array(tmp_path: Path, channel: str | int) -> None:
+    # Three channels over many decode chunks: the file path (one channel kept per chunk, then joined) must give
+    # exactly what the whole decoded array gives.
+    rng = np.random.default_rng(7)
+    data = rng.integers(-20000, 20000, size=(3, 44100 * 3 + 17)).astype(np.int16)
+    _write_wav_int16(tmp_path / "three.wav", data, 44100)
+    decoded, rate = decode_audio(tmp_path / "three.wav")
+    for normalize in (True, False):
+        from_file = prepare_audio(tmp_path / "three.wav", channel=channel, normalize=normalize)
+        from_array = prepare_audio(decoded, rate, channel=channel, normalize=normalize)
+        assert torch.equal(from_file, from_array)
+
+
+def test_file_with_a_bad_channel_index_fails_before_decoding_it_all(tmp_path: Path) -> None:
+    _write_wav_int16(tmp_path / "s.wav", np.zeros((2, 48000), dtype=np.int16) + 5, 16000)
+    with pytest.raises(InputError, match="channel=2 is out of range for audio with 2 channel"):
+        prepare_audio(tmp_path / "s.wav", channel=2)
+
+
+def test_file_nan_in_an_unused_channel_is_still_an_error(tmp_path: Path) -> None:
+    data = np.stack([_sine(300, 16000, 2.0), _sine(500, 16000, 2.0)])
+    data[1, 20000:20003] = np.nan
+    data[1, 30000] = np.inf
+    _encode_audio(tmp_path / "f.wav", "pcm_f32le", 16000, data)
+    with pytest.raises(InputError, match=r"NaN/inf samples at 4 positions \(3 NaN, 1 inf\)"):
+        prepare_audio(tmp_path / "f.wav", channel="first")
+
+
+def test_file_whose_channels_cancel_warns_with_the_hint(tmp_path: Path) -> None:
+    left = (_sine(300, 16000, 2.0) * 20000).astype(np.int16)
+    _write_wav_int16(tmp_path / "c.wav", np.stack([left, -left]), 16000)
+    with pytest.warns(UserWarning, match="cancel out"):
+        out = prepare_audio(tmp_path / "c.wav")
+    assert torch.equal(out, torch.zeros_like(out))

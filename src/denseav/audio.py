@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Iterator
 
 import av
 import av.error
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError, InputTypeError
+from .heap import release_free_memory
 from .modeling.audio_encoder import SAMPLE_RATE  # the model's rate, re-exported for callers of this module
 from .paths import check_input_file
 
@@ -43,6 +45,12 @@ _CHUNK_BYTES = 32 * 1024 * 1024
 # torchaudio's defaults, which the original DenseAV demo relied on.
 _LOWPASS_FILTER_WIDTH = 6
 _ROLLOFF = 0.99
+
+# Decoded frames are joined into chunks of at least this many samples before they are reduced to one channel and
+# checked: per-frame tensor operations cost more than the decoding itself. Small enough that a stereo chunk stays
+# under torch's parallel grain size (32768 elements): on a busy machine a parallel op on a small tensor waits for
+# its second thread, and 60 minutes of 48 kHz audio are thousands of chunks.
+_CHUNK_SAMPLES = 1 << 13
 
 # A 2-D array axis of at most this size is taken to be the channel axis.
 _MAX_CHANNELS = 16
@@ -94,16 +102,40 @@ def decode_audio(path: str | os.PathLike[str]) -> tuple[torch.Tensor, int]:
     Raises :class:`~denseav.errors.InputFileNotFoundError` (an InputError and FileNotFoundError) for a missing path and
     :class:`~denseav.errors.InputError` for undecodable files, files without an audio track, or no samples.
     """
-    p = check_input_file(path, "audio")
+    chunks: list[torch.Tensor] = []
+    rate = 0
+    for chunk, chunk_rate in _decoded_chunks(path):
+        chunks.append(torch.from_numpy(chunk))
+        rate = chunk_rate
+    return _joined(chunks), rate
 
-    chunks: list[np.ndarray] = []
+
+def _decoded_chunks(path: str | os.PathLike[str]) -> Iterator[tuple[np.ndarray, int]]:
+    """The first audio stream in order, in chunks of about `_CHUNK_SAMPLES` (whole frames), each as (float32
+    [channels, samples], the stream's rate), with the checks and messages of :func:`decode_audio`."""
+    frames: list[np.ndarray] = []
+    samples = 0
+    for frame, rate in _decoded_frames(path):
+        frames.append(frame)
+        samples += frame.shape[1]
+        if samples >= _CHUNK_SAMPLES:
+            yield np.concatenate(frames, axis=1), rate
+            frames, samples = [], 0
+    if frames:
+        yield np.concatenate(frames, axis=1), rate
+
+
+def _decoded_frames(path: str | os.PathLike[str]) -> Iterator[tuple[np.ndarray, int]]:
+    """Each decoded frame of the first audio stream (a few hundred to a few thousand samples) as (float32
+    [channels, samples], the stream's rate)."""
+    p = check_input_file(path, "audio")
+    rate = channels = None
+    samples = 0
     try:
         with av.open(str(p), mode="r") as container:
             if not container.streams.audio:
                 raise InputError(f"{str(p)!r} has no audio track; pass a file that contains sound")
-            stream = container.streams.audio[0]
-            rate = channels = None
-            for frame in container.decode(stream):
+            for frame in container.decode(container.streams.audio[0]):
                 n_ch = len(frame.layout.channels)
                 if rate is None:
                     rate, channels = frame.sample_rate, n_ch
@@ -114,7 +146,8 @@ def decode_audio(path: str | os.PathLike[str]) -> tuple[torch.Tensor, int]:
                         "`ffmpeg -i in -ac 1 -ar 16000 out.wav`"
                     )
                 if frame.samples:
-                    chunks.append(_frame_to_float32(frame, n_ch))
+                    samples += frame.samples
+                    yield _frame_to_float32(frame, n_ch), int(rate)
     except av.error.FFmpegError as e:
         if isinstance(e, PermissionError):
             raise InputError(f"cannot read {str(p)!r}: permission denied; check the file's permissions") from e
@@ -122,11 +155,28 @@ def decode_audio(path: str | os.PathLike[str]) -> tuple[torch.Tensor, int]:
             f"could not decode audio from {str(p)!r}: {getattr(e, 'strerror', None) or e}; "
             "is it an audio or video file?"
         ) from e
-
-    if not chunks or rate is None:
+    if not samples:
         raise InputError(f"{str(p)!r} contains no audio samples; pass a file with a non-empty audio track")
-    wav = torch.from_numpy(np.concatenate(chunks, axis=1))
-    return wav, int(rate)
+
+
+def _joined(chunks: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat(chunks, -1)`` (emptying `chunks`) without holding the chunks and the result in full at once:
+    each chunk is freed once copied, and the freed heap pages go back to the OS every `_CHUNK_BYTES` (chunks are
+    small heap blocks; ten minutes of 48 kHz stereo are 230 MB of them)."""
+    total = sum(c.shape[-1] for c in chunks)
+    out = torch.empty(*chunks[0].shape[:-1], total, dtype=chunks[0].dtype)
+    chunks.reverse()  # popped from the end, so each chunk is freed right after its copy
+    pos = freed = 0
+    while chunks:
+        chunk = chunks.pop()
+        out[..., pos : pos + chunk.shape[-1]] = chunk
+        pos += chunk.shape[-1]
+        freed += chunk.numel() * chunk.element_size()
+        if freed >= _CHUNK_BYTES or not chunks:
+            del chunk
+            release_free_memory()
+            freed = 0
+    return out
 
 
 # ------------------------------------------------------------------------------------------- resampling
@@ -445,12 +495,10 @@ def prepare_audio(
         InputError: empty audio, NaN/inf samples, a missing or bad ``sample_rate``, an unreadable layout, dtype
             or channel, or any decoding problem (:func:`decode_audio`).
     """
-    x, rate, what = _load_channels(audio, sample_rate)
-    _check_finite(x)
-    mono = _select_channel(x, channel)
+    mono, rate, what = _load_mono(audio, sample_rate, channel)
     silent = bool(mono.max() == mono.min())
-    if silent:
-        _warn_silence(x, mono, channel, what)
+    if silent:  # the hint looks at every channel: read them again (a file is decoded again), only in this case
+        _warn_silence(_load_channels(audio, sample_rate)[0], mono, channel, what)
     out = resample(mono, rate, SAMPLE_RATE)
     # A long clip is copied at most once here: a float32 mono 16 kHz array is read in place, and the one new
     # buffer (resampled, mixed or normalised) is then normalised in place.
@@ -477,15 +525,42 @@ def _shares_memory(x: torch.Tensor, source: object) -> bool:
     return False
 
 
+def _load_mono(audio: AudioLike, sample_rate: int | None, channel: str | int) -> tuple[torch.Tensor, int, str]:
+    """(the chosen or mixed channel as float32 [samples], its rate, how messages name it), every channel checked
+    for NaN/inf. A file is reduced frame by frame as it decodes, so a long multichannel file never exists with all
+    its channels at once (ten minutes of 48 kHz stereo: 230 MB, its mix 115 MB)."""
+    if not isinstance(audio, (str, os.PathLike)):
+        x, rate, what = _load_channels(audio, sample_rate)
+        _check_finite(x)
+        return _select_channel(x, channel), rate, what
+    pieces: list[torch.Tensor] = []
+    rate, bad, nan = 0, 0, 0
+    for chunk, chunk_rate in _decoded_chunks(audio):
+        x, rate = torch.from_numpy(chunk), chunk_rate
+        chunk_bad, chunk_nan = _non_finite_counts(x)
+        bad, nan = bad + chunk_bad, nan + chunk_nan
+        piece = _select_channel(x, channel)
+        # A picked channel is a view that would keep the frame's other channels alive: keep a copy instead.
+        pieces.append(piece.clone() if x.shape[0] > 1 and _shares_memory(piece, x) else piece)
+    _check_file_rate(audio, sample_rate, rate)
+    if bad:
+        raise _non_finite_error(bad, nan)
+    return _joined(pieces), rate, f"{os.fspath(audio)!r}"
+
+
+def _check_file_rate(path: str | os.PathLike[str], sample_rate: int | None, file_rate: int) -> None:
+    if sample_rate is not None and _check_rate(sample_rate, "sample_rate") != file_rate:
+        raise InputError(
+            f"sample_rate={sample_rate} was passed with a file whose audio is {file_rate} Hz; "
+            "leave sample_rate out for files (their own rate is used)"
+        )
+
+
 def _load_channels(audio: AudioLike, sample_rate: int | None) -> tuple[torch.Tensor, int, str]:
     """(float32 [channels, samples], its rate, how messages name it) from a file or an array."""
     if isinstance(audio, (str, os.PathLike)):
         wav, file_rate = decode_audio(audio)
-        if sample_rate is not None and _check_rate(sample_rate, "sample_rate") != file_rate:
-            raise InputError(
-                f"sample_rate={sample_rate} was passed with a file whose audio is {file_rate} Hz; "
-                "leave sample_rate out for files (their own rate is used)"
-            )
+        _check_file_rate(audio, sample_rate, file_rate)
         return wav, file_rate, f"{os.fspath(audio)!r}"
     x = _array_to_float32(audio)  # checks the type first: an open file is not "an array without a rate"
     if sample_rate is None:
@@ -499,16 +574,24 @@ def _load_channels(audio: AudioLike, sample_rate: int | None) -> tuple[torch.Ten
     return _to_channels_first(x), rate, "the audio"
 
 
-def _check_finite(x: torch.Tensor) -> None:
+def _non_finite_counts(x: torch.Tensor) -> tuple[int, int]:
+    """(NaN/inf samples, of which NaN)."""
     if bool(torch.isfinite(x).all()):
-        return
-    n_bad = int((~torch.isfinite(x)).sum())
-    if n_bad:
-        n_nan = int(torch.isnan(x).sum())
-        raise InputError(
-            f"audio contains NaN/inf samples at {n_bad} positions ({n_nan} NaN, {n_bad - n_nan} inf); "
-            "clean the signal (e.g. numpy.nan_to_num or drop the broken segment) before passing it"
-        )
+        return 0, 0
+    return int((~torch.isfinite(x)).sum()), int(torch.isnan(x).sum())
+
+
+def _check_finite(x: torch.Tensor) -> None:
+    bad, nan = _non_finite_counts(x)
+    if bad:
+        raise _non_finite_error(bad, nan)
+
+
+def _non_finite_error(n_bad: int, n_nan: int) -> InputError:
+    return InputError(
+        f"audio contains NaN/inf samples at {n_bad} positions ({n_nan} NaN, {n_bad - n_nan} inf); "
+        "clean the signal (e.g. numpy.nan_to_num or drop the broken segment) before passing it"
+    )
 
 
 def _warn_silence(x: torch.Tensor, mono: torch.Tensor, channel: str | int, what: str) -> None:
