@@ -75,7 +75,10 @@ class Similarity(nn.Module):
         b, _, t, _ = sims.shape
         mask = audio_mask if (audio_mask is not None and self.mask_silence) else sims.new_ones(b, t, dtype=torch.bool)
         mask = mask.to(sims.dtype)[:, None, :]  # [B, 1, T]
+        # Max over space first, then over heads: the same maxima (max commutes), without a volume-sized
+        # temporary of the head-wise maximum (10 MB for ten minutes of audio).
+        peaks = sims.amax(dim=-1)  # [B, K, T]
         if not per_head:
-            sims = sims.amax(dim=1, keepdim=True)
-        per = (sims.amax(dim=-1) * mask).sum(-1) / mask.sum(-1).clamp_min(0.001)  # [B, K or 1]
+            peaks = peaks.amax(dim=1, keepdim=True)
+        per = (peaks * mask).sum(-1) / mask.sum(-1).clamp_min(0.001)  # [B, K or 1]
         return per if per_head else per[:, 0]
