@@ -321,25 +321,95 @@ def resample(
         )
     if orig_freq == new_freq:
         return waveform
+    orig, new, width, base_freq = _plan(orig_freq, new_freq)
     lpw = _LOWPASS_FILTER_WIDTH
-    gcd = math.gcd(orig_freq, new_freq)
-    orig, new = orig_freq // gcd, new_freq // gcd
-    base_freq = min(orig, new) * _ROLLOFF
-    width = math.ceil(lpw * orig / base_freq)
-
     shape = waveform.shape
     x = waveform.reshape(-1, shape[-1])
-    length = x.shape[-1]
-    # torchaudio: torch.ceil(torch.as_tensor(new * length / orig)) on the same Python float.
-    n_out = math.ceil(new * length / orig)
-
-    limit = MAX_DENSE_KERNEL if max_dense_kernel is None else max_dense_kernel
-    if new * (2 * width + orig) <= limit:
+    n_out = _output_length(orig, new, x.shape[-1])
+    if _is_dense(orig, new, width, max_dense_kernel):
         kernel = _dense_kernel(orig, new, width, base_freq, lpw, x.dtype).to(x.device)
         y = _resample_dense(x, orig, new, width, kernel, n_out)
     else:
         y = _resample_sparse(x, orig, new, width, base_freq, lpw, n_out)
     return y.reshape((*shape[:-1], y.shape[-1]))
+
+
+def _plan(orig_freq: int, new_freq: int) -> tuple[int, int, int, float]:
+    """(orig, new) divided by their gcd, the kernel's half-width in input samples, and the cutoff, as torchaudio."""
+    gcd = math.gcd(orig_freq, new_freq)
+    orig, new = orig_freq // gcd, new_freq // gcd
+    base_freq = min(orig, new) * _ROLLOFF
+    return orig, new, math.ceil(_LOWPASS_FILTER_WIDTH * orig / base_freq), base_freq
+
+
+def _output_length(orig: int, new: int, length: int) -> int:
+    # torchaudio: torch.ceil(torch.as_tensor(new * length / orig)) on the same Python float.
+    return math.ceil(new * length / orig)
+
+
+def _is_dense(orig: int, new: int, width: int, max_dense_kernel: int | None = None) -> bool:
+    limit = MAX_DENSE_KERNEL if max_dense_kernel is None else max_dense_kernel
+    return new * (2 * width + orig) <= limit
+
+
+class _StreamingResample:
+    """`resample` of a mono float32 signal that arrives in pieces (`add`), for files: each output block is
+    computed as soon as its input window has arrived, so only the output and a short input tail are held, not
+    the whole signal at the source rate (ten minutes of 48 kHz: 115 MB). Same kernel, same blocks as
+    `_resample_dense`; rates that need the sparse path (odd rates) and equal rates keep the pieces and resample
+    them joined at the end."""
+
+    # Input samples gathered before a convolution runs (about a second): fewer, larger calls.
+    batch_samples = 1 << 16
+
+    def __init__(self, orig_freq: int, new_freq: int = SAMPLE_RATE) -> None:
+        self.orig_freq, self.new_freq = orig_freq, new_freq
+        self.orig, self.new, self.width, base_freq = _plan(orig_freq, new_freq)
+        self.kernel = None
+        if orig_freq != new_freq and _is_dense(self.orig, self.new, self.width):
+            self.kernel = _dense_kernel(
+                self.orig, self.new, self.width, base_freq, _LOWPASS_FILTER_WIDTH, torch.float32
+            )
+        # Input not yet consumed; it starts at input index blocks_done * orig - width (torchaudio's left padding).
+        self.pending: list[torch.Tensor] = [torch.zeros(self.width)] if self.kernel is not None else []
+        self.pending_samples = sum(p.shape[0] for p in self.pending)
+        self.length = self.blocks_done = 0
+        self.out: list[torch.Tensor] = []
+
+    def add(self, piece: torch.Tensor) -> None:
+        self.pending.append(piece)
+        self.pending_samples += piece.shape[0]
+        self.length += piece.shape[0]
+        if self.kernel is not None and self.pending_samples >= self.batch_samples + self.kernel.shape[-1]:
+            self._convolve(self._blocks_ready(self.pending_samples), torch.cat(self.pending))
+
+    def result(self) -> torch.Tensor:
+        """The resampled signal (every piece added); the object is spent."""
+        if self.kernel is None:
+            return resample(_joined(self.pending), self.orig_freq, self.new_freq)
+        n_out = _output_length(self.orig, self.new, self.length)
+        remaining = -(-n_out // self.new) - self.blocks_done
+        if remaining > 0:  # the last blocks read torchaudio's right padding: zeros
+            needed = (remaining - 1) * self.orig + self.kernel.shape[-1]
+            tail = torch.cat(self.pending)
+            self._convolve(remaining, F.pad(tail, (0, max(0, needed - tail.shape[0]))))
+        out = _joined(self.out)
+        return out[:n_out] if out.shape[0] > n_out else out
+
+    def _blocks_ready(self, samples: int) -> int:
+        ksize = self.kernel.shape[-1] if self.kernel is not None else 0
+        return (samples - ksize) // self.orig + 1 if samples >= ksize else 0
+
+    def _convolve(self, blocks: int, signal: torch.Tensor) -> None:
+        """Output blocks [blocks_done, blocks_done + blocks) from `signal` (the pending input), then keep only
+        the input the next blocks read."""
+        assert self.kernel is not None
+        used = signal[: (blocks - 1) * self.orig + self.kernel.shape[-1]]
+        y = F.conv1d(used[None, None], self.kernel, stride=self.orig)  # [1, new, blocks]
+        self.out.append(y[0].transpose(0, 1).reshape(-1))
+        rest = signal[blocks * self.orig :].clone()
+        self.pending, self.pending_samples = [rest], rest.shape[0]
+        self.blocks_done += blocks
 
 
 # --------------------------------------------------------------------------------------- normalisation
@@ -495,10 +565,10 @@ def prepare_audio(
         InputError: empty audio, NaN/inf samples, a missing or bad ``sample_rate``, an unreadable layout, dtype
             or channel, or any decoding problem (:func:`decode_audio`).
     """
-    mono, rate, what = _load_mono(audio, sample_rate, channel)
-    silent = bool(mono.max() == mono.min())
+    mono, rate, silent, what = _load_mono(audio, sample_rate, channel)
     if silent:  # the hint looks at every channel: read them again (a file is decoded again), only in this case
-        _warn_silence(_load_channels(audio, sample_rate)[0], mono, channel, what)
+        channels = _load_channels(audio, sample_rate)[0]
+        _warn_silence(channels, _select_channel(channels, channel), channel, what)
     out = resample(mono, rate, SAMPLE_RATE)
     # A long clip is copied at most once here: a float32 mono 16 kHz array is read in place, and the one new
     # buffer (resampled, mixed or normalised) is then normalised in place.
@@ -525,27 +595,36 @@ def _shares_memory(x: torch.Tensor, source: object) -> bool:
     return False
 
 
-def _load_mono(audio: AudioLike, sample_rate: int | None, channel: str | int) -> tuple[torch.Tensor, int, str]:
-    """(the chosen or mixed channel as float32 [samples], its rate, how messages name it), every channel checked
-    for NaN/inf. A file is reduced frame by frame as it decodes, so a long multichannel file never exists with all
-    its channels at once (ten minutes of 48 kHz stereo: 230 MB, its mix 115 MB)."""
+def _load_mono(audio: AudioLike, sample_rate: int | None, channel: str | int) -> tuple[torch.Tensor, int, bool, str]:
+    """(the chosen or mixed channel as float32 [samples], its rate, whether it is digital silence, how messages
+    name it), every channel checked for NaN/inf.
+
+    A file is reduced to that channel and resampled to 16 kHz frame by frame as it decodes, so a long file never
+    exists with all its channels, nor at its own rate (ten minutes of 48 kHz stereo: 230 MB; at 16 kHz mono:
+    38 MB). Silence is judged on the file's own samples, before resampling, as for arrays."""
     if not isinstance(audio, (str, os.PathLike)):
         x, rate, what = _load_channels(audio, sample_rate)
         _check_finite(x)
-        return _select_channel(x, channel), rate, what
-    pieces: list[torch.Tensor] = []
+        mono = _select_channel(x, channel)
+        return mono, rate, bool(mono.max() == mono.min()), what
+    resampler: _StreamingResample | None = None
     rate, bad, nan = 0, 0, 0
-    for chunk, chunk_rate in _decoded_chunks(audio):
-        x, rate = torch.from_numpy(chunk), chunk_rate
+    low, high = math.inf, -math.inf
+    for chunk, rate in _decoded_chunks(audio):
+        x = torch.from_numpy(chunk)
         chunk_bad, chunk_nan = _non_finite_counts(x)
         bad, nan = bad + chunk_bad, nan + chunk_nan
         piece = _select_channel(x, channel)
+        if not chunk_bad:  # (a NaN/inf file is refused below)
+            low, high = min(low, float(piece.min())), max(high, float(piece.max()))
+        resampler = resampler or _StreamingResample(rate)
         # A picked channel is a view that would keep the frame's other channels alive: keep a copy instead.
-        pieces.append(piece.clone() if x.shape[0] > 1 and _shares_memory(piece, x) else piece)
+        resampler.add(piece.clone() if x.shape[0] > 1 and _shares_memory(piece, x) else piece)
     _check_file_rate(audio, sample_rate, rate)
     if bad:
         raise _non_finite_error(bad, nan)
-    return _joined(pieces), rate, f"{os.fspath(audio)!r}"
+    assert resampler is not None  # _decoded_chunks raises for a file without samples
+    return resampler.result(), SAMPLE_RATE, low == high, f"{os.fspath(audio)!r}"
 
 
 def _check_file_rate(path: str | os.PathLike[str], sample_rate: int | None, file_rate: int) -> None:
