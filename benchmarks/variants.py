@@ -4,7 +4,7 @@
 the float32 model but those KEEP_FLOAT32 names (the aligners, the audio conv encoder and projection): weights
 stored as int8, activations quantised per call; the conv feature encoder (whose
 convolutions run as plain F.linear calls on float32 weights) and the attention stay float32. It is measured here to
-decide whether `dtype="int8"` is worth shipping (see docs_fragments/performance.md).
+decide whether `dtype="int8"` is worth shipping (see the README, Performance, item 4).
 """
 
 from __future__ import annotations
