@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Rendering at the machine's speed: this tree's colour layers, blending and map upsampling against a baseline
-tree's (default: the `main` branch), on the same inputs, with every output compared for equality.
+tree's (default: the commit before the rendering speed-up), on the same inputs, with every output compared for
+equality.
 
     python benchmarks/render_bench.py                          # micro benchmarks + render_video, 6 s 1080p30
     python benchmarks/render_bench.py --baseline main --reps 9 --seconds 6 --e2e-reps 2
@@ -49,6 +50,7 @@ FIXTURE = (REPO / ".." / "shared" / "fixtures" / "parity" / "two_head").resolve(
 HEIGHT, WIDTH = 1080, 1920
 GRID = (28, 49)  # the patch grid of a 16:9 frame at the published models' 224 x 392 input
 SEED = 0
+BEFORE_SPEEDUP = "00004b4"  # the last commit whose colour_layer made full-plane torch passes
 
 
 # ------------------------------------------------------------------------------------------- the baseline
@@ -100,8 +102,13 @@ def row(name: str, t_old: list[float], t_new: list[float], same: bool) -> dict:
     return {"case": name, "old_ms": old_ms, "new_ms": new_ms, "ratio": old_ms / new_ms, "identical": same}
 
 
-def same_layer(old_layer: tuple[np.ndarray, np.ndarray], new_layer) -> bool:
-    """The baseline's (premult [H, W, 3], keep [H, W, 1]) against a ColourLayer (keep and premult + 128)."""
+def same_layer(old_layer, new_layer) -> bool:
+    """The baseline's layer against this tree's ColourLayer (keep and premult + 128): the baseline's is either a
+    ColourLayer too (a tree after the speed-up) or the (premult [H, W, 3], keep [H, W, 1]) pair before it."""
+    if hasattr(old_layer, "keep"):
+        return bool(
+            np.array_equal(old_layer.keep, new_layer.keep) and np.array_equal(old_layer.offset, new_layer.offset)
+        )
     premult, keep = old_layer
     return bool(
         np.array_equal(np.broadcast_to(keep, new_layer.keep.shape), new_layer.keep)
@@ -268,7 +275,11 @@ def report(info: dict, command: str, base: str, rows: list[dict], e2e: dict | No
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--baseline", default="main", help="a git ref of this repository, or an older src/ folder")
+    ap.add_argument(
+        "--baseline",
+        default=BEFORE_SPEEDUP,
+        help="a git ref of this repository, or an older src/ folder (default: the commit before the speed-up)",
+    )
     ap.add_argument("--sections", default="micro,video", help="comma-separated of micro, video")
     ap.add_argument("--reps", type=int, default=7, help="timed calls per micro case and tree")
     ap.add_argument("--seconds", type=float, default=6.0, help="length of the generated 1080p clip")
