@@ -381,7 +381,8 @@ class _StreamingResample:
         self.pending_samples += piece.shape[0]
         self.length += piece.shape[0]
         if self.kernel is not None and self.pending_samples >= self.batch_samples + self.kernel.shape[-1]:
-            self._convolve(self._blocks_ready(self.pending_samples), torch.cat(self.pending))
+            blocks = (self.pending_samples - self.kernel.shape[-1]) // self.orig + 1  # those whose input is all here
+            self._convolve(blocks, torch.cat(self.pending))
 
     def result(self) -> torch.Tensor:
         """The resampled signal (every piece added); the object is spent."""
@@ -395,10 +396,6 @@ class _StreamingResample:
             self._convolve(remaining, F.pad(tail, (0, max(0, needed - tail.shape[0]))))
         out = _joined(self.out)
         return out[:n_out] if out.shape[0] > n_out else out
-
-    def _blocks_ready(self, samples: int) -> int:
-        ksize = self.kernel.shape[-1] if self.kernel is not None else 0
-        return (samples - ksize) // self.orig + 1 if samples >= ksize else 0
 
     def _convolve(self, blocks: int, signal: torch.Tensor) -> None:
         """Output blocks [blocks_done, blocks_done + blocks) from `signal` (the pending input), then keep only
